@@ -1,0 +1,422 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/jumpgate/jumpgate/storage"
+)
+
+var (
+	bMeta     = []byte("meta")
+	bCerts    = []byte("certs")
+	bKeyIDs   = []byte("cert_key_ids")
+	bRevoked  = []byte("revocations")
+	bAudit    = []byte("audit")
+	bRequests = []byte("requests")
+	bSessions = []byte("sessions")
+	bKV       = []byte("kv")
+
+	kSerialHigh = []byte("serial_high")
+	kAuditTip   = []byte("audit_tip")
+)
+
+// serialBlock is how many serials one durable reservation covers.
+const serialBlock = 512
+
+// Store is a bbolt-backed storage.Store.
+type Store struct {
+	db *bolt.DB
+
+	mu         sync.Mutex
+	nextSerial uint64
+	highSerial uint64 // exclusive upper bound of the reserved block
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating if absent) the bbolt file at path. A file locked by
+// another process yields storage.ErrLocked; a file that is not a bbolt
+// database yields storage.ErrCorrupt. Neither is ever modified.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
+			return nil, fmt.Errorf("boltstore: %s: %w (is another jumpgate running?)", path, storage.ErrLocked)
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
+			return nil, fmt.Errorf("boltstore: %s: %w: %v (restore it from a backup; it was not modified)", path, storage.ErrCorrupt, err)
+		default:
+			return nil, fmt.Errorf("boltstore: open %s: %w: %v", path, storage.ErrCorrupt, err)
+		}
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bMeta, bCerts, bKeyIDs, bRevoked, bAudit, bRequests, bSessions, bKV} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
+	}
+	// A deep check of the file: a torn or tampered page shows up here rather
+	// than in the middle of a session.
+	if err := db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: %s: %w: %v", path, storage.ErrCorrupt, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database is open.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bMeta) == nil {
+			return fmt.Errorf("boltstore: %w: meta bucket missing", storage.ErrCorrupt)
+		}
+		return nil
+	})
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// NextSerial hands out serials from a durably reserved block; a crash skips
+// the rest of the block, so a serial is never issued twice.
+func (s *Store) NextSerial(ctx context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nextSerial == 0 || s.nextSerial >= s.highSerial {
+		var lo, hi uint64
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			m := tx.Bucket(bMeta)
+			lo = 1
+			if v := m.Get(kSerialHigh); v != nil {
+				lo = binary.BigEndian.Uint64(v)
+			}
+			hi = lo + serialBlock
+			return m.Put(kSerialHigh, u64(hi))
+		})
+		if err != nil {
+			return 0, fmt.Errorf("boltstore: reserve serials: %w", err)
+		}
+		s.nextSerial, s.highSerial = lo, hi
+	}
+	n := s.nextSerial
+	s.nextSerial++
+	return n, nil
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, data)
+}
+
+// PutCert records an issued certificate.
+func (s *Store) PutCert(ctx context.Context, c storage.CertRecord) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		if err := putJSON(tx.Bucket(bCerts), u64(c.Serial), c); err != nil {
+			return err
+		}
+		return tx.Bucket(bKeyIDs).Put(append([]byte(c.KeyID+"\x00"), u64(c.Serial)...), nil)
+	})
+}
+
+// Cert returns the certificate with the given serial.
+func (s *Store) Cert(ctx context.Context, serial uint64) (storage.CertRecord, error) {
+	var c storage.CertRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bCerts).Get(u64(serial))
+		if v == nil {
+			return fmt.Errorf("boltstore: certificate %d: %w", serial, storage.ErrNotFound)
+		}
+		return json.Unmarshal(v, &c)
+	})
+	return c, err
+}
+
+// CertsByKeyID returns certificates whose key id equals keyID exactly.
+func (s *Store) CertsByKeyID(ctx context.Context, keyID string) ([]storage.CertRecord, error) {
+	var out []storage.CertRecord
+	prefix := []byte(keyID + "\x00")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bKeyIDs).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) != len(prefix)+8 {
+				continue
+			}
+			var rec storage.CertRecord
+			if err := json.Unmarshal(tx.Bucket(bCerts).Get(k[len(prefix):]), &rec); err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CertsByUser returns certificates issued to user.
+func (s *Store) CertsByUser(ctx context.Context, user string) ([]storage.CertRecord, error) {
+	var out []storage.CertRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bCerts).ForEach(func(k, v []byte) error {
+			var rec storage.CertRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			if rec.User == user {
+				out = append(out, rec)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AddRevocation stores a revocation.
+func (s *Store) AddRevocation(ctx context.Context, r storage.Revocation) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRevoked)
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		return putJSON(b, u64(seq), r)
+	})
+}
+
+// Revocations returns every revocation in the order they were made.
+func (s *Store) Revocations(ctx context.Context) ([]storage.Revocation, error) {
+	var out []storage.Revocation
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bRevoked).ForEach(func(k, v []byte) error {
+			var r storage.Revocation
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+type auditTip struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+type auditValue struct {
+	Hash string          `json:"hash"`
+	JSON json.RawMessage `json:"event"`
+}
+
+// AppendAudit appends one event to the chain inside a transaction.
+func (s *Store) AppendAudit(ctx context.Context, build storage.AuditBuilder) (storage.AuditRecord, error) {
+	var rec storage.AuditRecord
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		var tip auditTip
+		if v := m.Get(kAuditTip); v != nil {
+			if err := json.Unmarshal(v, &tip); err != nil {
+				return fmt.Errorf("%w: audit tip: %v", storage.ErrCorrupt, err)
+			}
+		}
+		seq := tip.Seq + 1
+		line, hash, err := build(seq, tip.Hash)
+		if err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bAudit), u64(seq), auditValue{Hash: hash, JSON: line}); err != nil {
+			return err
+		}
+		rec = storage.AuditRecord{Seq: seq, Hash: hash, JSON: line}
+		return putJSON(m, kAuditTip, auditTip{Seq: seq, Hash: hash})
+	})
+	if err != nil {
+		return storage.AuditRecord{}, fmt.Errorf("boltstore: append audit: %w", err)
+	}
+	return rec, nil
+}
+
+// AuditRange returns audit records from fromSeq on.
+func (s *Store) AuditRange(ctx context.Context, fromSeq uint64, limit int) ([]storage.AuditRecord, error) {
+	var out []storage.AuditRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bAudit).Cursor()
+		for k, v := c.Seek(u64(fromSeq)); k != nil; k, v = c.Next() {
+			var av auditValue
+			if err := json.Unmarshal(v, &av); err != nil {
+				return fmt.Errorf("%w: audit record %d: %v", storage.ErrCorrupt, binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, storage.AuditRecord{Seq: binary.BigEndian.Uint64(k), Hash: av.Hash, JSON: append([]byte(nil), av.JSON...)})
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CreateRequest stores a new request; an existing id is a conflict.
+func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRequests)
+		if b.Get([]byte(r.ID)) != nil {
+			return fmt.Errorf("boltstore: request %s: %w", r.ID, storage.ErrConflict)
+		}
+		return putJSON(b, []byte(r.ID), r)
+	})
+}
+
+// Request returns one request.
+func (s *Store) Request(ctx context.Context, id string) (storage.Request, error) {
+	var r storage.Request
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bRequests).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("boltstore: request %s: %w", id, storage.ErrNotFound)
+		}
+		return json.Unmarshal(v, &r)
+	})
+	return r, err
+}
+
+// UpdateRequest applies fn atomically.
+func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*storage.Request) error) (storage.Request, error) {
+	var r storage.Request
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRequests)
+		v := b.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("boltstore: request %s: %w", id, storage.ErrNotFound)
+		}
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+		return putJSON(b, []byte(id), r)
+	})
+	return r, err
+}
+
+// Requests returns all requests, oldest first.
+func (s *Store) Requests(ctx context.Context) ([]storage.Request, error) {
+	var out []storage.Request
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bRequests).ForEach(func(k, v []byte) error {
+			var r storage.Request
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, err
+}
+
+// PutSession creates or replaces a session index entry.
+func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bSessions), []byte(sess.ID), sess)
+	})
+}
+
+// Session returns one session.
+func (s *Store) Session(ctx context.Context, id string) (storage.Session, error) {
+	var sess storage.Session
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bSessions).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("boltstore: session %s: %w", id, storage.ErrNotFound)
+		}
+		return json.Unmarshal(v, &sess)
+	})
+	return sess, err
+}
+
+// Sessions lists sessions matching f, oldest first.
+func (s *Store) Sessions(ctx context.Context, f storage.SessionFilter) ([]storage.Session, error) {
+	var out []storage.Session
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSessions).ForEach(func(k, v []byte) error {
+			var sess storage.Session
+			if err := json.Unmarshal(v, &sess); err != nil {
+				return err
+			}
+			if f.Matches(sess) {
+				out = append(out, sess)
+			}
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out, err
+}
+
+// GetKV returns a stored blob.
+func (s *Store) GetKV(ctx context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bKV).Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("boltstore: %s: %w", key, storage.ErrNotFound)
+		}
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}
+
+// PutKVIfAbsent stores v under key unless present, returning the stored value.
+func (s *Store) PutKVIfAbsent(ctx context.Context, key string, v []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bKV)
+		if cur := b.Get([]byte(key)); cur != nil {
+			out = append([]byte(nil), cur...)
+			return nil
+		}
+		out = v
+		return b.Put([]byte(key), v)
+	})
+	return out, err
+}

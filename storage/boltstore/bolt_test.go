@@ -1,0 +1,119 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/jumpgate/jumpgate/storage"
+)
+
+func TestSerialsUniqueAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	seen := map[uint64]bool{}
+	for round := 0; round < 3; round++ {
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 200; i++ {
+					n, err := s.NextSerial(context.Background())
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if seen[n] {
+						t.Errorf("serial %d issued twice", n)
+					}
+					seen[n] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		s.Close()
+	}
+}
+
+func TestLockedAndCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "j.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path); !errors.Is(err, storage.ErrLocked) {
+		t.Fatalf("second open = %v, want ErrLocked", err)
+	}
+	s.Close()
+
+	bad := filepath.Join(dir, "bad.db")
+	garbage := []byte("this is not a bolt database, and it must stay exactly like this")
+	if err := os.WriteFile(bad, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(bad); !errors.Is(err, storage.ErrCorrupt) {
+		t.Fatalf("open garbage = %v, want ErrCorrupt", err)
+	}
+	if b, _ := os.ReadFile(bad); string(b) != string(garbage) {
+		t.Fatal("corrupt file was modified")
+	}
+}
+
+func TestRequestsSessionsKV(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	r := storage.Request{ID: "r1", Kind: storage.KindCommand, User: "alice", Status: storage.StatusPending}
+	if err := s.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRequest(ctx, r); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("duplicate create = %v", err)
+	}
+	got, err := s.UpdateRequest(ctx, "r1", func(r *storage.Request) error { r.Status = storage.StatusApproved; return nil })
+	if err != nil || got.Status != storage.StatusApproved {
+		t.Fatalf("update = %v %v", got, err)
+	}
+	if _, err := s.Request(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing = %v", err)
+	}
+	if err := s.PutSession(ctx, storage.Session{ID: "s1", User: "alice", Status: storage.SessionRunning}); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := s.Sessions(ctx, storage.SessionFilter{User: "alice"})
+	if err != nil || len(ss) != 1 {
+		t.Fatalf("sessions = %v %v", ss, err)
+	}
+	v, err := s.PutKVIfAbsent(ctx, "k", []byte("one"))
+	if err != nil || string(v) != "one" {
+		t.Fatal(v, err)
+	}
+	v, err = s.PutKVIfAbsent(ctx, "k", []byte("two"))
+	if err != nil || string(v) != "one" {
+		t.Fatalf("PutKVIfAbsent overwrote: %q %v", v, err)
+	}
+	if err := s.PutCert(ctx, storage.CertRecord{Serial: 7, KeyID: "alice/7", User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCert(ctx, storage.CertRecord{Serial: 8, KeyID: "alice/7x", User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.CertsByKeyID(ctx, "alice/7")
+	if err != nil || len(cs) != 1 || cs[0].Serial != 7 {
+		t.Fatalf("CertsByKeyID exact match = %v %v", cs, err)
+	}
+}

@@ -20,6 +20,8 @@ type CertRecord struct {
 	KeyID      string    `json:"key_id"`
 	User       string    `json:"user"`
 	Principals []string  `json:"principals"`
+	Groups     []string  `json:"groups,omitempty"`
+	Roles      []string  `json:"roles,omitempty"`
 	ValidAfter time.Time `json:"valid_after"`
 	ValidUntil time.Time `json:"valid_until"`
 	PublicKey  string    `json:"public_key_fingerprint"`

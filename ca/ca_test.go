@@ -172,7 +172,10 @@ func TestKeyTypes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			k := tc.key(t)
 			if k == nil {
-				t.Skip("key line not parseable by this x/crypto")
+				if tc.ok {
+					t.Fatal("an accepted key type could not be parsed")
+				}
+				return // refused at parsing already (x/crypto no longer reads ssh-dss)
 			}
 			err := CheckPublicKey(k)
 			if (err == nil) != tc.ok {

@@ -119,8 +119,10 @@ type Config struct {
 	// tokens, device codes, auth_time). The zitadel library stamps iat/exp
 	// of tokens with the real time. Default time.Now.
 	Clock func() time.Time
-	// Rand is the randomness for keys, IDs and the token encryption key.
-	// Default crypto/rand.Reader.
+	// Rand is the randomness for login request ids, access token ids and
+	// the token encryption key. Default crypto/rand.Reader. (Since Go 1.26
+	// crypto/rsa ignores it for key generation; the zitadel library draws
+	// device and user codes from crypto/rand itself.)
 	Rand io.Reader
 	// Logger gets this package's events. Default slog.Default(). The zitadel
 	// library itself logs through slog.Default().

@@ -217,6 +217,14 @@ func appendEvent(dst []byte, e Event) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe[b] is true for ASCII bytes that appear unescaped in JSON strings.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
 // appendEscaped appends s as the inside of a JSON string. Invalid UTF-8 bytes
 // become U+FFFD, as asciinema does.
 func appendEscaped(dst, s []byte) []byte {
@@ -224,7 +232,7 @@ func appendEscaped(dst, s []byte) []byte {
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
+			if jsonSafe[b] {
 				i++
 				continue
 			}

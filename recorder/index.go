@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"time"
 )
 
@@ -30,7 +31,7 @@ func appendIndexEntry(dst []byte, e indexEntry) []byte {
 	dst = append(dst, `{"t":`...)
 	dst = appendTime(dst, e.T)
 	dst = append(dst, `,"off":`...)
-	dst = fmt.Appendf(dst, "%d", e.Off)
+	dst = strconv.AppendInt(dst, e.Off, 10)
 	return append(dst, '}', '\n')
 }
 

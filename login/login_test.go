@@ -310,7 +310,7 @@ func TestLoginBrowserRefusals(t *testing.T) {
 		{"state mismatch", func(q url.Values) { q.Set("state", "forged") }, false, ErrStateMismatch},
 		{"state missing", func(q url.Values) { q.Del("state") }, false, ErrStateMismatch},
 		{"missing code", func(q url.Values) { q.Del("code") }, false, ErrMissingCode},
-		{"provider error", func(q url.Values) { q.Del("code"); q.Set("error", "access_denied") }, false, errProviderRefused},
+		{"provider error", func(q url.Values) { q.Del("code"); q.Set("error", "access_denied") }, false, ErrProviderRefused},
 		{"wrong nonce", nil, true, ErrNonceMismatch},
 	}
 	for _, tt := range tests {

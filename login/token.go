@@ -31,7 +31,7 @@ var (
 	ErrNoDeviceFlow    = errors.New("login: this server does not offer the device flow; log in with a browser or --id-token-file")
 	ErrEmptyTokenFile  = errors.New("login: the ID token file is empty")
 	ErrLoginTimeout    = errors.New("login: timed out waiting for the browser login")
-	errProviderRefused = errors.New("login: the identity provider refused the login")
+	ErrProviderRefused = errors.New("login: the identity provider refused the login")
 )
 
 // DefaultBrowserTimeout bounds the wait for the loopback redirect.
@@ -170,7 +170,7 @@ func BrowserToken(ctx context.Context, hc *http.Client, s OIDCSettings, opts Bro
 		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
 			res.err = ErrStateMismatch
 		case q.Get("error") != "":
-			res.err = fmt.Errorf("%w: %s %s", errProviderRefused, oneLine(q.Get("error")), oneLine(q.Get("error_description")))
+			res.err = fmt.Errorf("%w: %s", ErrProviderRefused, oneLine(q.Get("error")+" "+q.Get("error_description")))
 		case res.code == "":
 			res.err = ErrMissingCode
 		}

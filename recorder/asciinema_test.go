@@ -109,17 +109,20 @@ func TestCrashChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	for i := 0; ; i++ {
+	// 300 events far below the 64 KiB buffer, then silence: only the
+	// background flusher can put them on disk.
+	for i := range 300 {
 		if err := w.Output(fmt.Appendf(nil, "line-%d ✓\r\n", i)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
-		time.Sleep(time.Millisecond) // a session producing output steadily
 	}
+	select {} // until killed
 }
 
-// TestKillDuringRecording kills a recording process with SIGKILL while it
-// writes; the file left behind must open, seek and play in asciinema.
+// TestKillDuringRecording kills a recording process with SIGKILL while its
+// Writer is open; the file left behind must open, seek and play in
+// asciinema.
 func TestKillDuringRecording(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "killed.cast")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
@@ -140,11 +143,11 @@ func TestKillDuringRecording(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		data, _ := os.ReadFile(path)
-		if bytes.Contains(data, []byte("line-200 ")) {
+		if bytes.Contains(data, []byte("line-299 ")) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("child never flushed line-200; stderr: %s", stderr.String())
+			t.Fatalf("child never flushed line-299; stderr: %s", stderr.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -156,8 +159,8 @@ func TestKillDuringRecording(t *testing.T) {
 	}
 
 	_, evs := readAll(t, path)
-	if len(evs) < 201 {
-		t.Fatalf("only %d events survived", len(evs))
+	if len(evs) != 300 {
+		t.Fatalf("%d events survived, want 300", len(evs))
 	}
 	for i, ev := range evs {
 		if want := fmt.Sprintf("line-%d ✓\r\n", i); ev.Data != want {
@@ -175,7 +178,7 @@ func TestKillDuringRecording(t *testing.T) {
 		t.Errorf("seek in the killed recording: got %v, want time %v", ev, mid.Time)
 	}
 	out := asciinemaCat(t, exportTo(t, path))
-	if !strings.Contains(out, "line-200 ✓") {
-		t.Errorf("asciinema cat of the killed recording lacks line-200:\n%.300q", out)
+	if !strings.Contains(out, "line-299 ✓") {
+		t.Errorf("asciinema cat of the killed recording lacks line-299:\n%.300q", out)
 	}
 }

@@ -36,7 +36,7 @@ func Export(w io.Writer, path string) error {
 			if ferr := bw.Flush(); ferr != nil {
 				return fmt.Errorf("recorder: export: %w", ferr)
 			}
-			return fmt.Errorf("recorder: export %s: %w", path, err)
+			return err // already names the file
 		}
 		line = appendEvent(line[:0], ev)
 	}

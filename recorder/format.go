@@ -34,8 +34,9 @@ var ErrMalformed = errors.New("recorder: malformed recording")
 
 // SyntaxError reports malformed content at a position of a recording.
 type SyntaxError struct {
-	Line   int   // 1-based line number; 0 when unknown (after an index seek)
-	Offset int64 // byte offset of the start of the line
+	Path   string // file name when read by Open; empty for Parse
+	Line   int    // 1-based line number; 0 when unknown (after an index seek)
+	Offset int64  // byte offset of the start of the line
 	Msg    string
 	Err    error // underlying cause, if any
 }
@@ -44,6 +45,9 @@ func (e *SyntaxError) Error() string {
 	where := fmt.Sprintf("line %d", e.Line)
 	if e.Line == 0 {
 		where = fmt.Sprintf("offset %d", e.Offset)
+	}
+	if e.Path != "" {
+		where = e.Path + ": " + where
 	}
 	if e.Err != nil {
 		return fmt.Sprintf("recorder: %s: %s: %v", where, e.Msg, e.Err)

@@ -53,7 +53,7 @@ func Play(ctx context.Context, w io.Writer, r *Reader, opts PlayOptions) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("recorder: play: %w", err)
+			return err
 		}
 		if ev.Type != EventOutput {
 			continue

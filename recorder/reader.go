@@ -14,6 +14,7 @@ import (
 // line (MaxLineBytes) in memory.
 type Decoder struct {
 	br        *bufio.Reader
+	name      string // for errors
 	header    Header
 	off       int64 // offset of the next line
 	line      int   // number of the next line; 0 when unknown
@@ -25,11 +26,13 @@ type Decoder struct {
 
 // Parse reads and validates the header line of r and returns a Decoder
 // positioned at the first event.
-func Parse(r io.Reader) (*Decoder, error) {
-	d := newDecoder(r, 0, 1, 0)
+func Parse(r io.Reader) (*Decoder, error) { return parse(r, "") }
+
+func parse(r io.Reader, name string) (*Decoder, error) {
+	d := newDecoder(r, name, 0, 1, 0)
 	line, complete, err := d.readLine()
 	if err == io.EOF {
-		return nil, &SyntaxError{Line: 1, Msg: "empty recording: no header"}
+		return nil, &SyntaxError{Path: name, Line: 1, Msg: "empty recording: no header"}
 	}
 	if err != nil {
 		return nil, err
@@ -40,14 +43,14 @@ func Parse(r io.Reader) (*Decoder, error) {
 		if !complete {
 			msg = "invalid or truncated header"
 		}
-		return nil, &SyntaxError{Line: 1, Msg: msg, Err: herr}
+		return nil, &SyntaxError{Path: name, Line: 1, Msg: msg, Err: herr}
 	}
 	d.header = h
 	return d, nil
 }
 
-func newDecoder(r io.Reader, off int64, line int, last time.Duration) *Decoder {
-	return &Decoder{br: bufio.NewReaderSize(r, 64<<10), off: off, line: line, last: last}
+func newDecoder(r io.Reader, name string, off int64, line int, last time.Duration) *Decoder {
+	return &Decoder{br: bufio.NewReaderSize(r, 64<<10), name: name, off: off, line: line, last: last}
 }
 
 // Header returns the parsed header.
@@ -84,10 +87,10 @@ func (d *Decoder) next() (Event, error) {
 			d.truncated = true
 			return Event{}, io.EOF
 		}
-		return Event{}, &SyntaxError{Line: lineNo, Offset: off, Msg: "invalid event", Err: perr}
+		return Event{}, &SyntaxError{Path: d.name, Line: lineNo, Offset: off, Msg: "invalid event", Err: perr}
 	}
 	if ev.Time < d.last {
-		return Event{}, &SyntaxError{Line: lineNo, Offset: off,
+		return Event{}, &SyntaxError{Path: d.name, Line: lineNo, Offset: off,
 			Msg: fmt.Sprintf("event time %v is before the previous event's %v", ev.Time, d.last)}
 	}
 	d.last = ev.Time
@@ -102,7 +105,7 @@ func (d *Decoder) readLine() (line []byte, complete bool, err error) {
 	for {
 		frag, err := d.br.ReadSlice('\n')
 		if len(d.buf)+len(frag) > MaxLineBytes+1 {
-			return nil, false, &SyntaxError{Line: lineNo, Offset: off,
+			return nil, false, &SyntaxError{Path: d.name, Line: lineNo, Offset: off,
 				Msg: fmt.Sprintf("line longer than %d bytes", MaxLineBytes)}
 		}
 		d.buf = append(d.buf, frag...)
@@ -142,7 +145,7 @@ type Reader struct {
 	end       int64 // end of the valid data
 	dec       *Decoder
 	peeked    *Event
-	at        time.Duration // playback position: time of the seek target
+	at        time.Duration // playback position: last event read or seek target
 
 	index       []indexEntry
 	indexLoaded bool
@@ -171,15 +174,15 @@ func open(f *os.File, path string) (*Reader, error) {
 		return nil, fmt.Errorf("recorder: open: %w", err)
 	}
 	size := fi.Size()
-	hd, err := Parse(io.NewSectionReader(f, 0, size))
+	hd, err := parse(io.NewSectionReader(f, 0, size), path)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: open %s: %w", path, err)
+		return nil, err
 	}
 	r := &Reader{Header: hd.header, f: f, path: path, dataStart: hd.off, end: size}
 	if err := r.checkTail(); err != nil {
 		return nil, err
 	}
-	r.dec = newDecoder(io.NewSectionReader(f, r.dataStart, r.end-r.dataStart), r.dataStart, 2, 0)
+	r.dec = newDecoder(io.NewSectionReader(f, r.dataStart, r.end-r.dataStart), path, r.dataStart, 2, 0)
 	return r, nil
 }
 
@@ -229,14 +232,20 @@ func (r *Reader) checkTail() error {
 // Close closes the file.
 func (r *Reader) Close() error { return r.f.Close() }
 
-// Next returns the next event, or io.EOF after the last one.
+// Next returns the next event, or io.EOF after the last one. Errors are
+// those of Decoder.Next.
 func (r *Reader) Next() (Event, error) {
 	if r.peeked != nil {
 		ev := *r.peeked
 		r.peeked = nil
+		r.at = ev.Time
 		return ev, nil
 	}
-	return r.dec.Next()
+	ev, err := r.dec.Next()
+	if err == nil {
+		r.at = ev.Time
+	}
+	return ev, err
 }
 
 // SeekTime positions the reader so that Next returns the first event whose
@@ -277,7 +286,7 @@ func (r *Reader) seekFrom(off int64, line int, at, t time.Duration, verify bool)
 			return false, nil
 		}
 	}
-	dec := newDecoder(io.NewSectionReader(r.f, off, r.end-off), off, line, at)
+	dec := newDecoder(io.NewSectionReader(r.f, off, r.end-off), r.path, off, line, at)
 	for first := true; ; first = false {
 		ev, err := dec.Next()
 		if verify && first && (err != nil || ev.Time != at) {

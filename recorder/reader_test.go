@@ -73,8 +73,8 @@ func TestOpenAndReadMalformed(t *testing.T) {
 			if !errors.As(err, &se) || se.Line != tc.wantLine {
 				t.Errorf("error %v: want a SyntaxError at line %d", err, tc.wantLine)
 			}
-			if !strings.Contains(err.Error(), tc.wantMsg) || !strings.HasPrefix(err.Error(), "recorder: ") {
-				t.Errorf("error %q: want it to start with \"recorder: \" and mention %q", err, tc.wantMsg)
+			if !strings.Contains(err.Error(), tc.wantMsg) || !strings.HasPrefix(err.Error(), "recorder: "+path+": ") {
+				t.Errorf("error %q: want it to start with \"recorder: %s: \" and mention %q", err, path, tc.wantMsg)
 			}
 		})
 	}

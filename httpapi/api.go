@@ -15,8 +15,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/jumpgate/jumpgate/approvals"
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/ca"
+	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/identity"
 	"github.com/jumpgate/jumpgate/policy"
 	"github.com/jumpgate/jumpgate/storage"
@@ -83,6 +85,12 @@ type API struct {
 	RateLimit int
 	// Ready reports readiness for /readyz.
 	Ready func(ctx context.Context) error
+	// Approvals is the request queue.
+	Approvals *approvals.Queue
+	// RecordingsDir holds session recordings.
+	RecordingsDir string
+	// Targets returns the inventory.
+	Targets func() []config.Target
 	// Extra registers more routes (sessions, requests, console).
 	Extra func(mux *http.ServeMux)
 
@@ -124,6 +132,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/audit/verify", a.authed(a.handleAuditVerify))
 	mux.HandleFunc("POST /v1/ca/revoke", a.authed(a.handleRevoke))
 	mux.HandleFunc("POST /v1/ca/host-certificates", a.authed(a.handleSignHost))
+	a.registerSessions(mux)
+	if a.Approvals != nil {
+		a.registerRequests(mux)
+	}
 	if a.Extra != nil {
 		a.Extra(mux)
 	}

@@ -3,17 +3,25 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/jumpgate/jumpgate/approvals"
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/ca"
 	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/httpapi"
 	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/recorder"
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/storage/boltstore"
 )
@@ -94,5 +102,80 @@ func openCore(ctx context.Context, cfg *config.Config, st storage.Store, logger 
 	return c, nil
 }
 
+// API returns the HTTPS API over this core, without token verification
+// or caller authentication (the caller sets Tokens and Auth).
+func (c *Core) API(queue *approvals.Queue) *httpapi.API {
+	if queue == nil {
+		queue = &approvals.Queue{Store: c.Store, Audit: c.Audit, Policy: c.Policy}
+	}
+	return &httpapi.API{
+		Authority: c.Authority, Revocations: c.Revocations, Policy: c.Policy, Audit: c.Audit, Store: c.Store,
+		KRL:      func(ctx context.Context) ([]byte, error) { return BuildKRL(c) },
+		AuditKey: c.AuditKey.Public().(ed25519.PublicKey), Logger: c.Logger, RateLimit: c.Cfg.CA.RateLimit,
+		Approvals: queue, RecordingsDir: c.Cfg.Recordings.Dir,
+		Targets: func() []config.Target { return c.Cfg.Targets },
+	}
+}
+
+// LocalAuth authenticates every caller as the local administrator: for the
+// admin socket (root on the server host) and the CLI's --config mode.
+func LocalAuth(*http.Request, []byte) (httpapi.Caller, error) {
+	return httpapi.Caller{Username: "local-admin", Local: true}, nil
+}
+
 // Close releases storage.
 func (c *Core) Close() error { return c.Store.Close() }
+
+// RecoverSessions marks the sessions a previous run of this replica left
+// running as interrupted: their recordings are kept as the playable prefix
+// that reached the disk, hashed and signed, and a session.end event says so.
+func (c *Core) RecoverSessions(ctx context.Context, replica string) (int, error) {
+	list, err := c.Store.Sessions(ctx, storage.SessionFilter{Status: storage.SessionRunning})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range list {
+		if s.Replica != "" && replica != "" && s.Replica != replica {
+			continue
+		}
+		details := map[string]any{"status": storage.SessionInterrupted, "kind": s.Kind, "recording": s.Recording, "login": s.Login}
+		if s.Recording != "" {
+			p := filepath.Join(c.Cfg.Recordings.Dir, filepath.Clean("/"+s.Recording))
+			if sum, size, err := fileSHA256(p); err == nil {
+				sig, _ := recorder.Sign(c.AuditKey, sum, s.ID)
+				s.SHA256, s.Signature = sum, sig
+				details["sha256"], details["signature"], details["recording_bytes"] = sum, sig, size
+			} else {
+				details["recording_error"] = err.Error()
+			}
+		}
+		s.Status, s.EndReason = storage.SessionInterrupted, "the server stopped while the session ran"
+		if s.End.IsZero() {
+			s.End = c.Clock().UTC()
+		}
+		details["end_reason"] = s.EndReason
+		if _, err := c.Audit.Emit(ctx, audit.Event{Type: audit.SessionEnd, User: s.User, Target: s.Target, Session: s.ID, Source: s.Source, Details: details}); err != nil {
+			return n, err
+		}
+		if err := c.Store.PutSession(ctx, s); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func fileSHA256(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}

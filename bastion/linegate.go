@@ -1,0 +1,197 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/storage"
+	"github.com/jumpgate/jumpgate/termline"
+)
+
+// lineGate applies command rules to interactive shells: it holds each Enter
+// the user types until the line shown on the terminal (read from a terminal
+// emulator fed with the session's output) has been checked against policy.
+type lineGate struct {
+	ss *sess
+	tl *termline.Termline
+
+	mu      sync.Mutex
+	changed chan struct{}
+	lastOut time.Time
+}
+
+// Settling: after forwarding keystrokes, the gate waits for their echo and
+// then for the output to pause before it reads the line.
+const (
+	settleQuiet = 15 * time.Millisecond
+	settleMax   = 300 * time.Millisecond
+)
+
+func newLineGate(ss *sess, cols, rows int) *lineGate {
+	if cols <= 0 {
+		cols = 80
+	}
+	if rows <= 0 {
+		rows = 24
+	}
+	return &lineGate{ss: ss, tl: termline.New(cols, rows), changed: make(chan struct{})}
+}
+
+func (g *lineGate) output(p []byte) {
+	g.tl.Output(p)
+	g.mu.Lock()
+	g.lastOut = time.Now()
+	close(g.changed)
+	g.changed = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *lineGate) resize(cols, rows int) { g.tl.Resize(cols, rows) }
+
+// settle waits until output has arrived after since and then paused, or
+// settleMax has passed.
+func (g *lineGate) settle(ctx context.Context, since time.Time) {
+	deadline := since.Add(settleMax)
+	for {
+		g.mu.Lock()
+		last, ch := g.lastOut, g.changed
+		g.mu.Unlock()
+		now := time.Now()
+		if now.After(deadline) {
+			return
+		}
+		wait := deadline.Sub(now)
+		if last.After(since) {
+			if q := now.Sub(last); q >= settleQuiet {
+				return
+			} else if settleQuiet-q < wait {
+				wait = settleQuiet - q
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (g *lineGate) send(p []byte) error {
+	if err := g.ss.recordIn(p); err != nil {
+		return errRecording
+	}
+	_, err := g.ss.up.Write(p)
+	return err
+}
+
+// input passes typed bytes to the target, deciding each Enter.
+func (g *lineGate) input(ctx context.Context, p []byte) error {
+	for len(p) > 0 {
+		ev := g.tl.Input(p)
+		var sent time.Time
+		if ev.N > 0 {
+			sent = time.Now()
+			if err := g.send(p[:ev.N]); err != nil {
+				return err
+			}
+		}
+		if !ev.Enter {
+			return nil
+		}
+		if !sent.IsZero() {
+			g.settle(ctx, sent)
+		}
+		line, ok := g.tl.Line()
+		if ok && strings.TrimSpace(line) != "" {
+			allowed, err := g.decide(ctx, line)
+			if err != nil {
+				return err
+			}
+			if !allowed {
+				// Drop the line and whatever was typed after it.
+				return g.send(g.tl.Clear())
+			}
+		}
+		g.tl.Accept()
+		enterAt := time.Now()
+		if err := g.send(p[ev.N : ev.N+1]); err != nil {
+			return err
+		}
+		p = p[ev.N+1:]
+		if len(p) > 0 {
+			g.settle(ctx, enterAt)
+		}
+	}
+	return nil
+}
+
+// decide applies command rules to an interactive line.
+func (g *lineGate) decide(ctx context.Context, line string) (bool, error) {
+	ss := g.ss
+	ic := ss.ic
+	s := ic.s
+	d := s.cfg.Policy.Current().CheckCommand(ic.u.Identity(), policyTarget(ic.t), line)
+	switch d.Action {
+	case policy.ActionBlock:
+		ss.log("interactive command blocked", "line", line, "rule", d.Rule)
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Blocked("command")
+		}
+		if _, err := s.cfg.Audit.Emit(ctx, audit.Event{Type: audit.CommandBlocked, User: ic.u.Name, Target: ic.t.Name, Session: ss.id, Source: ic.u.Source,
+			Details: map[string]any{"command": line, "rule": d.Rule, "matched": d.Matched, "login": ic.login, "mode": "interactive", "offset": g.offset()}}); err != nil {
+			return false, err
+		}
+		g.tell(d.Reason + "; the line was not run")
+		return false, nil
+	case policy.ActionReview:
+		q := s.cfg.Approvals
+		if q == nil {
+			g.tell("command needs approval, and approvals are not configured; the line was not run")
+			return false, nil
+		}
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Held("command")
+		}
+		req, err := q.Create(ctx, storage.Request{Kind: storage.KindCommand, User: ic.u.Name, Groups: ic.u.Groups, Target: ic.t.Name, What: line, Reason: d.Reason, Session: ss.id}, s.cfg.HoldTimeout)
+		if err != nil {
+			return false, err
+		}
+		g.tell(fmt.Sprintf("%s; waiting for approval, request ID %s", d.Reason, req.ID))
+		got, err := q.Wait(ctx, req.ID)
+		if err != nil {
+			return false, err
+		}
+		if got.Status == storage.StatusApproved {
+			g.tell(fmt.Sprintf("request %s approved by %s", req.ID, got.DecidedBy))
+			return true, nil
+		}
+		g.tell(fmt.Sprintf("request %s %s; the line was not run", req.ID, got.Status))
+		return false, nil
+	}
+	return true, nil
+}
+
+// tell shows a message on the user's terminal (and in the recording).
+func (g *lineGate) tell(msg string) {
+	b := []byte("\r\njumpgate: " + msg + "\r\n")
+	_ = g.ss.recordOut(b)
+	_, _ = g.ss.ch.Write(b)
+}
+
+func (g *lineGate) offset() float64 {
+	g.ss.mu.Lock()
+	defer g.ss.mu.Unlock()
+	if g.ss.started.IsZero() {
+		return 0
+	}
+	return time.Since(g.ss.started).Seconds()
+}

@@ -1,0 +1,393 @@
+package bastion
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/jumpgate/jumpgate/approvals"
+	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/ca"
+	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/forwarders"
+	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/storage"
+)
+
+// CertStore finds the record of an issued certificate (groups, roles).
+type CertStore interface {
+	Cert(ctx context.Context, serial uint64) (storage.CertRecord, error)
+}
+
+// SessionIndex keeps the session index.
+type SessionIndex interface {
+	PutSession(ctx context.Context, s storage.Session) error
+}
+
+// Metrics receives bastion counters; nil-safe.
+type Metrics interface {
+	SessionStarted(kind string)
+	SessionEnded(kind string)
+	BytesForwarded(kind string, n int64)
+	AuthFailed(reason string)
+	Blocked(kind string)
+	Held(kind string)
+}
+
+// Config wires the bastion to the rest of jumpgate.
+type Config struct {
+	// HostSigner presents the bastion's host certificate.
+	HostSigner  gossh.Signer
+	Authority   *ca.Authority
+	Revocations *ca.Revocations
+	Certs       CertStore
+	Policy      *policy.Store
+	Audit       *audit.Log
+	Sessions    SessionIndex
+	Approvals   *approvals.Queue
+	// Targets returns the current inventory.
+	Targets func() []config.Target
+	// RecordingsDir holds recordings; FailClosed refuses recorded sessions
+	// when they cannot be recorded.
+	RecordingsDir string
+	FailClosed    bool
+	// AuditKey signs recordings.
+	AuditKey ed25519.PrivateKey
+	// MaxStartups bounds connections that have not authenticated yet.
+	MaxStartups int
+	// LoginGraceTime bounds the handshake and authentication (default 30s).
+	LoginGraceTime time.Duration
+	// HoldTimeout is how long a held command waits (default 5m).
+	HoldTimeout time.Duration
+	// UpstreamCertTTL is the life of certificates minted for targets (default 2m).
+	UpstreamCertTTL time.Duration
+	// Forwarders serve channels to postgres and kubernetes targets.
+	Forwarders map[string]forwarders.Forwarder
+	Metrics         Metrics
+	Logger          *slog.Logger
+	Clock           func() time.Time
+	Replica         string
+	// Dial reaches targets; default net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// LocalShell serves local targets; nil refuses them.
+	LocalShell LocalShell
+}
+
+// LocalShell opens an in-process SSH connection that runs shells on the
+// bastion host for a local target.
+type LocalShell interface {
+	Connect(ctx context.Context, t config.Target, login string) (*gossh.Client, error)
+}
+
+// Server is the SSH bastion.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	srv  *gliderssh.Server
+	lim  *failLimiter
+	keys *hostKeys
+
+	unauth   atomic.Int64
+	draining atomic.Bool
+
+	mu    sync.Mutex
+	conns map[*connState]struct{}
+	wg    sync.WaitGroup // connection and session goroutines
+}
+
+// User is an authenticated bastion user.
+type User struct {
+	Name   string
+	Groups []string
+	Roles  []string
+	Cert   *gossh.Certificate
+	Source string
+}
+
+// Identity converts u for policy evaluation.
+func (u *User) Identity() policy.Identity {
+	return policy.Identity{User: u.Name, Groups: u.Groups, Roles: u.Roles}
+}
+
+// New builds a bastion from cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.HostSigner == nil || cfg.Authority == nil || cfg.Policy == nil || cfg.Audit == nil {
+		return nil, errors.New("bastion: HostSigner, Authority, Policy and Audit are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.MaxStartups <= 0 {
+		cfg.MaxStartups = 100
+	}
+	if cfg.LoginGraceTime <= 0 {
+		cfg.LoginGraceTime = 30 * time.Second
+	}
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = 5 * time.Minute
+	}
+	if cfg.UpstreamCertTTL <= 0 {
+		cfg.UpstreamCertTTL = 2 * time.Minute
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		cfg.Dial = d.DialContext
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "bastion"), conns: map[*connState]struct{}{},
+		lim: newFailLimiter(cfg.Clock), keys: newHostKeys(cfg.Authority)}
+	s.srv = &gliderssh.Server{
+		HostSigners:          []gliderssh.Signer{cfg.HostSigner},
+		Version:              "jumpgate",
+		PublicKeyHandler:     s.publicKeyHandler,
+		ConnCallback:         s.connCallback,
+		ServerConfigCallback: s.serverConfig,
+		ChannelHandlers: map[string]gliderssh.ChannelHandler{
+			"session":      s.handleBastionSession,
+			"direct-tcpip": s.handleDirectTCPIP,
+		},
+		RequestHandlers: map[string]gliderssh.RequestHandler{
+			"tcpip-forward":        s.refuseGlobal,
+			"cancel-tcpip-forward": s.refuseGlobal,
+		},
+		ConnectionFailedCallback: func(c net.Conn, err error) {
+			s.log.Debug("ssh handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		},
+	}
+	return s, nil
+}
+
+// Serve accepts connections on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(l)
+	if errors.Is(err, gliderssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, tells running sessions why, and waits for them
+// until ctx ends; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context, reason error) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	for c := range s.conns {
+		c.cancel(reason)
+	}
+	s.mu.Unlock()
+	err := s.srv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.srv.Close()
+		<-done
+	}
+	return err
+}
+
+// connState is what the bastion knows about one TCP connection.
+type connState struct {
+	id     string
+	remote string
+	ip     string
+	conn   net.Conn
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	authed   bool
+	users    map[string]*User // by key fingerprint
+	user     *User
+	failures []string
+}
+
+func (s *Server) track(c *connState, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+}
+
+type ctxKey struct{ name string }
+
+var connKey = &ctxKey{"conn"}
+
+// trackedConn reports its close to the bastion.
+type trackedConn struct {
+	net.Conn
+	once    sync.Once
+	onClose func()
+}
+
+func (t *trackedConn) Close() error {
+	err := t.Conn.Close()
+	t.once.Do(t.onClose)
+	return err
+}
+
+func (t *trackedConn) CloseWrite() error {
+	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
+	remote := conn.RemoteAddr().String()
+	ip, _, _ := net.SplitHostPort(remote)
+	if s.draining.Load() {
+		return nil
+	}
+	if !s.lim.allowed(ip) {
+		s.log.Warn("connection refused: too many authentication failures", "remote", remote)
+		return nil
+	}
+	if n := s.unauth.Add(1); n > int64(s.cfg.MaxStartups) {
+		s.unauth.Add(-1)
+		s.log.Warn("connection refused: too many unauthenticated connections", "remote", remote, "max_startups", s.cfg.MaxStartups)
+		return nil
+	}
+	cctx, cancel := context.WithCancelCause(context.Background())
+	st := &connState{id: newID("c"), remote: remote, ip: ip, ctx: cctx, cancel: cancel, users: map[string]*User{}}
+	s.wg.Add(1)
+	s.track(st, true)
+	_ = conn.SetDeadline(s.cfg.Clock().Add(s.cfg.LoginGraceTime))
+	tc := &trackedConn{Conn: conn}
+	tc.onClose = func() {
+		st.mu.Lock()
+		authed, failures, user := st.authed, st.failures, st.user
+		st.mu.Unlock()
+		if !authed {
+			s.unauth.Add(-1)
+			if len(failures) > 0 {
+				s.auditAuthFailure(st, failures)
+			}
+		}
+		_ = user
+		cancel(errConnClosed)
+		s.track(st, false)
+		s.wg.Done()
+	}
+	st.conn = tc
+	ctx.SetValue(connKey, st)
+	return tc
+}
+
+var errConnClosed = errors.New("connection closed")
+
+func (s *Server) auditAuthFailure(st *connState, failures []string) {
+	s.lim.failed(st.ip)
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.AuthFailed(failures[len(failures)-1])
+	}
+	if _, err := s.cfg.Audit.Emit(context.Background(), audit.Event{Type: audit.AuthFailed, Source: st.remote, Details: map[string]any{
+		"reason": failures[len(failures)-1], "attempts": failures, "service": "ssh",
+	}}); err != nil {
+		s.log.Error("audit auth.failed", "err", err)
+	}
+}
+
+func stateOf(ctx gliderssh.Context) *connState {
+	st, _ := ctx.Value(connKey).(*connState)
+	return st
+}
+
+func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
+	st := stateOf(ctx)
+	return &gossh.ServerConfig{
+		MaxAuthTries: 6,
+		AuthLogCallback: func(meta gossh.ConnMetadata, method string, err error) {
+			if st == nil || method == "none" {
+				return
+			}
+			if err == nil {
+				st.mu.Lock()
+				first := !st.authed
+				st.authed = true
+				st.mu.Unlock()
+				if first {
+					s.unauth.Add(-1)
+					_ = st.conn.SetDeadline(time.Time{})
+				}
+			}
+		},
+	}
+}
+
+func (s *Server) publicKeyHandler(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
+	st := stateOf(ctx)
+	if st == nil {
+		return false
+	}
+	u, reason, err := s.authenticate(ctx, key, ctx.RemoteAddr())
+	if err != nil {
+		s.log.Info("ssh authentication refused", "remote", st.remote, "reason", reason, "err", err)
+		st.mu.Lock()
+		st.failures = append(st.failures, reason)
+		st.mu.Unlock()
+		return false
+	}
+	fp := gossh.FingerprintSHA256(key)
+	st.mu.Lock()
+	st.users[fp] = u
+	st.user = u
+	st.mu.Unlock()
+	perms := ctx.Permissions()
+	if perms.Extensions == nil {
+		perms.Extensions = map[string]string{}
+	}
+	perms.Extensions["jumpgate-key"] = fp
+	// x/crypto enforces source-address from the returned permissions too.
+	perms.CriticalOptions = u.Cert.CriticalOptions
+	return true
+}
+
+// userOf returns the user that authenticated conn.
+func userOf(ctx gliderssh.Context, conn *gossh.ServerConn) *User {
+	st := stateOf(ctx)
+	if st == nil || conn.Permissions == nil {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.users[conn.Permissions.Extensions["jumpgate-key"]]
+}
+
+func (s *Server) refuseGlobal(ctx gliderssh.Context, srv *gliderssh.Server, req *gossh.Request) (bool, []byte) {
+	st := stateOf(ctx)
+	conn, _ := ctx.Value(gliderssh.ContextKeyConn).(*gossh.ServerConn)
+	if conn != nil {
+		if u := userOf(ctx, conn); u != nil {
+			s.log.Info("remote forwarding refused at the bastion", "user", u.Name, "remote", st.remote)
+			s.auditRefusal(u, "", "remote forwarding (-R) is not offered by the bastion", req.Type)
+		}
+	}
+	return false, nil
+}
+
+func (s *Server) auditRefusal(u *User, target, reason, what string) {
+	if _, err := s.cfg.Audit.Emit(context.Background(), audit.Event{Type: audit.AuthFailed, User: u.Name, Target: target, Source: u.Source,
+		Details: map[string]any{"reason": reason, "request": what, "service": "ssh"}}); err != nil {
+		s.log.Error("audit refusal", "err", err)
+	}
+}
+
+func newID(prefix string) string {
+	return fmt.Sprintf("%s-%s", prefix, randHex(8))
+}

@@ -1,0 +1,40 @@
+package forwarders
+
+import (
+	"context"
+	"io"
+
+	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/policy"
+)
+
+// Session is the authenticated user a forwarded channel belongs to.
+type Session struct {
+	// ID names this channel's session in audit events and the session index.
+	ID string
+	// User, Groups and Roles are the identity from the user's certificate.
+	User   string
+	Groups []string
+	Roles  []string
+	// Source is the user's network address.
+	Source string
+}
+
+// Identity converts s for policy evaluation.
+func (s Session) Identity() policy.Identity {
+	return policy.Identity{User: s.User, Groups: s.Groups, Roles: s.Roles}
+}
+
+// Stream is the channel a forwarder serves: an SSH direct-tcpip channel in
+// production, a TCP connection in tests. CloseWrite, when the stream has
+// it, half-closes.
+type Stream interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+}
+
+// Forwarder serves one channel to a target of its kind until the client or
+// the target ends it, or ctx is cancelled (its cause says why).
+type Forwarder interface {
+	Serve(ctx context.Context, conn Stream, s Session, t config.Target) error
+}

@@ -1,0 +1,353 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/jumpgate/jumpgate/approvals"
+	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/bastion"
+	"github.com/jumpgate/jumpgate/ca"
+	"github.com/jumpgate/jumpgate/ca/krl"
+	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/httpapi"
+	"github.com/jumpgate/jumpgate/identity"
+	"github.com/jumpgate/jumpgate/metrics"
+	"github.com/jumpgate/jumpgate/sshauth"
+)
+
+// Options are what the command line (or a test) adds to the config.
+type Options struct {
+	Logger *slog.Logger
+	// HTTPSListener and SSHListener, when set, are used instead of
+	// cfg.Listen (jumpgate dev binds them first to learn its ports).
+	HTTPSListener, SSHListener net.Listener
+	// Mounts adds handlers to the HTTPS mux (the dev IdP).
+	Mounts map[string]http.Handler
+	// LocalShell serves local targets.
+	LocalShell bastion.LocalShell
+	// OnReady is called once everything listens.
+	OnReady func(Ready)
+	// DrainTimeout bounds the graceful shutdown (default 10s).
+	DrainTimeout time.Duration
+	Replica      string
+}
+
+// Ready describes a running server.
+type Ready struct {
+	HTTPSAddr, SSHAddr string
+	TLSFingerprint     string
+	TLSCertFile        string
+	AdminSocket        string
+	Core               *Core
+}
+
+// AdminSocketPath is where local CLI commands reach a running server.
+func AdminSocketPath(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
+
+// Run runs a jumpgate server until ctx ends, then drains.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("server: data_dir: %w", err)
+	}
+	core, err := OpenCore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer core.Close()
+	m := metrics.New()
+	replica := opts.Replica
+	if replica == "" {
+		replica, _ = os.Hostname()
+	}
+	if n, err := core.RecoverSessions(ctx, replica); err != nil {
+		return fmt.Errorf("server: recover sessions: %w", err)
+	} else if n > 0 {
+		log.Warn("sessions left running by a previous run marked interrupted", "count", n)
+	}
+
+	var issuers []identity.Issuer
+	if cfg.OIDC.Issuer != "" {
+		issuers = append(issuers, identity.Issuer{URL: cfg.OIDC.Issuer, Audience: cfg.OIDC.ClientID,
+			UsernameClaim: cfg.OIDC.UsernameClaim, GroupsClaim: cfg.OIDC.GroupsClaim, CAFile: cfg.OIDC.CAFile})
+	}
+	for _, mi := range cfg.MachineIdentities {
+		issuers = append(issuers, identity.Issuer{URL: mi.Issuer, Audience: mi.Audience, Machine: true, Subject: mi.Subject, Role: mi.Role, CAFile: mi.CAFile})
+	}
+	verifier, err := identity.New(nil, issuers...)
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		core.Revocations.Run(runCtx, 2*time.Second, func(err error) { log.Error("revocation refresh", "err", err) })
+	}()
+	go func() {
+		defer wg.Done()
+		core.Policy.Watch(runCtx, time.Second, func(changed bool, err error) {
+			if err != nil {
+				log.Error("policy rejected; the previous policy stays in force", "file", cfg.PolicyFile, "err", err)
+				_, _ = core.Audit.Emit(runCtx, audit.Event{Type: audit.PolicyRejected, Details: map[string]any{"file": cfg.PolicyFile, "error": err.Error()}})
+				return
+			}
+			log.Info("policy reloaded", "file", cfg.PolicyFile)
+			_, _ = core.Audit.Emit(runCtx, audit.Event{Type: audit.PolicyReloaded, Details: map[string]any{"file": cfg.PolicyFile}})
+		})
+	}()
+
+	queue := &approvals.Queue{Store: core.Store, Audit: core.Audit, Policy: core.Policy}
+	var ready Ready
+	ready.Core = core
+
+	// Bastion.
+	var bas *bastion.Server
+	sshLn := opts.SSHListener
+	if cfg.BastionEnabled() || sshLn != nil {
+		if sshLn == nil {
+			if sshLn, err = net.Listen("tcp", cfg.Listen.SSH); err != nil {
+				return fmt.Errorf("server: listen ssh: %w", err)
+			}
+		}
+		defer sshLn.Close()
+		hostSigner, err := bastionHostSigner(ctx, core, cfg)
+		if err != nil {
+			return err
+		}
+		bas, err = bastion.New(bastion.Config{
+			HostSigner: hostSigner, Authority: core.Authority, Revocations: core.Revocations, Certs: core.Store,
+			Policy: core.Policy, Audit: core.Audit, Sessions: core.Store, Approvals: queue,
+			Targets: func() []config.Target { return cfg.Targets }, RecordingsDir: cfg.Recordings.Dir,
+			FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups,
+			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Metrics: m, Logger: log, Replica: replica, LocalShell: opts.LocalShell,
+		})
+		if err != nil {
+			return err
+		}
+		ready.SSHAddr = sshLn.Addr().String()
+	}
+
+	// HTTPS API.
+	api := core.API(queue)
+	api.Tokens, api.Metrics = verifier, m
+	api.Config = httpapi.PublicConfig{Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID,
+		Scopes: cfg.OIDC.Scopes, DeviceFlow: true, SSHAddress: advertisedSSH(cfg, ready.SSHAddr), Dev: cfg.Dev}
+	api.Ready = func(ctx context.Context) error {
+		if err := core.Store.Ping(ctx); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		if cfg.BastionEnabled() {
+			if err := checkRecordings(cfg.Recordings.Dir); err != nil {
+				return fmt.Errorf("recordings: %w", err)
+			}
+		}
+		return nil
+	}
+	api.Extra = func(mux *http.ServeMux) {
+		mux.Handle("GET /metrics", m.Handler())
+		for p, h := range opts.Mounts {
+			mux.Handle(p, h)
+		}
+	}
+	sigVerifier := &sshauth.Verifier{Checker: sshauth.CAChecker([]gossh.PublicKey{core.Authority.User.PublicKey()}, core.Revocations.IsRevoked, nil)}
+	api.Auth = func(r *http.Request, body []byte) (httpapi.Caller, error) {
+		cert, err := sigVerifier.Verify(r, body)
+		if err != nil {
+			return httpapi.Caller{}, err
+		}
+		rec, err := core.Store.Cert(r.Context(), cert.Serial)
+		if err != nil || rec.KeyID != cert.KeyId {
+			return httpapi.Caller{}, fmt.Errorf("server: certificate %d is not a user certificate this CA issued", cert.Serial)
+		}
+		return httpapi.Caller{Username: rec.User, Groups: rec.Groups, Roles: rec.Roles, Serial: cert.Serial}, nil
+	}
+	handler := api.Handler()
+
+	var httpsSrv *http.Server
+	httpsLn := opts.HTTPSListener
+	if httpsLn != nil || cfg.Listen.HTTPS != "" {
+		hosts := append([]string(nil), cfg.Bastion.Hostnames...)
+		cert, fp, err := loadOrCreateTLS(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, hosts)
+		if err != nil {
+			return err
+		}
+		ready.TLSFingerprint = fp
+		ready.TLSCertFile = cfg.TLS.CertFile
+		if ready.TLSCertFile == "" {
+			ready.TLSCertFile, _ = SelfSignedPaths(cfg.DataDir)
+			log.Info("serving HTTPS with a self-signed certificate; pass it to clients with --ca-file", "file", ready.TLSCertFile, "fingerprint", fp)
+		}
+		if httpsLn == nil {
+			if httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
+				return fmt.Errorf("server: listen https: %w", err)
+			}
+		}
+		defer httpsLn.Close()
+		httpsSrv = &http.Server{
+			Handler:           securityHeaders(handler),
+			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      0, // replay and watch streams are long
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		ready.HTTPSAddr = httpsLn.Addr().String()
+	}
+
+	// Admin socket: the same API, for root on this host.
+	sock := AdminSocketPath(cfg.DataDir)
+	_ = os.Remove(sock)
+	adminLn, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("server: admin socket: %w", err)
+	}
+	_ = os.Chmod(sock, 0o600)
+	defer os.Remove(sock)
+	ready.AdminSocket = sock
+	adminAPI := core.API(queue)
+	adminAPI.Auth = LocalAuth
+	adminSrv := &http.Server{Handler: adminAPI.Handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 3)
+	serve := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("server: %s: %w", name, err)
+			}
+		}()
+	}
+	if bas != nil {
+		serve("bastion", func() error { return bas.Serve(sshLn) })
+	}
+	if httpsSrv != nil {
+		serve("https", func() error { return httpsSrv.ServeTLS(httpsLn, "", "") })
+	}
+	serve("admin", func() error { return adminSrv.Serve(adminLn) })
+	_, _ = core.Audit.Emit(ctx, audit.Event{Type: audit.ServerStarted, Details: map[string]any{"replica": replica, "ssh": ready.SSHAddr, "https": ready.HTTPSAddr}})
+	log.Info("jumpgate running", "ssh", ready.SSHAddr, "https", ready.HTTPSAddr, "admin_socket", sock, "data_dir", cfg.DataDir)
+	if opts.OnReady != nil {
+		opts.OnReady(ready)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		log.Error("server failed", "err", runErr)
+	}
+	drain := opts.DrainTimeout
+	if drain <= 0 {
+		drain = 10 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if bas != nil {
+		_ = bas.Shutdown(sctx, errors.New("the server is shutting down"))
+	}
+	if httpsSrv != nil {
+		_ = httpsSrv.Shutdown(sctx)
+	}
+	_ = adminSrv.Shutdown(sctx)
+	stop()
+	return runErr
+}
+
+func advertisedSSH(cfg *config.Config, bound string) string {
+	if bound == "" {
+		return ""
+	}
+	_, port, _ := net.SplitHostPort(bound)
+	host := "127.0.0.1"
+	if len(cfg.Bastion.Hostnames) > 0 {
+		host = cfg.Bastion.Hostnames[0]
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// bastionHostSigner returns the bastion's host key with a host certificate
+// for its hostnames, renewed at every start.
+func bastionHostSigner(ctx context.Context, core *Core, cfg *config.Config) (gossh.Signer, error) {
+	key, err := ca.LoadOrCreateKey(ctx, filepath.Join(cfg.DataDir, "ssh_host_ed25519_key"), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	names := cfg.Bastion.Hostnames
+	if len(names) == 0 {
+		names = []string{"localhost", "127.0.0.1", "::1"}
+		if h, err := os.Hostname(); err == nil && h != "" {
+			names = append(names, h)
+		}
+	}
+	cert, err := core.Authority.SignHost(ctx, ca.HostRequest{PublicKey: key.PublicKey(), Principals: names, KeyID: "jumpgate-bastion", TTL: 365 * 24 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	return gossh.NewCertSigner(cert, key)
+}
+
+// BuildKRL renders the current revocations as an OpenSSH KRL for the user CA.
+func BuildKRL(core *Core) ([]byte, error) {
+	sec := krl.CertSection{CA: core.Authority.User.PublicKey()}
+	for _, r := range core.Revocations.List() {
+		if r.Serial != 0 {
+			sec.Serials = append(sec.Serials, r.Serial)
+		}
+		if r.KeyID != "" {
+			sec.KeyIDs = append(sec.KeyIDs, r.KeyID)
+		}
+	}
+	k := &krl.KRL{Version: uint64(time.Now().Unix()), GeneratedAt: time.Now(), Comment: "jumpgate", Certificates: []krl.CertSection{sec}}
+	return k.Marshal()
+}
+
+func checkRecordings(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".ready-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("ok"))
+	cerr := f.Close()
+	os.Remove(name)
+	return errors.Join(werr, cerr)
+}
+
+// securityHeaders adds headers every response should carry.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		if !strings.HasPrefix(r.URL.Path, "/dev-idp/") {
+			w.Header().Set("X-Frame-Options", "DENY")
+		}
+		h.ServeHTTP(w, r)
+	})
+}

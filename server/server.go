@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -43,6 +44,10 @@ type Options struct {
 	// DrainTimeout bounds the graceful shutdown (default 10s).
 	DrainTimeout time.Duration
 	Replica      string
+	// Reload receives SIGHUP: policy and the target inventory are reloaded
+	// (ConfigFile is re-read for targets; other settings need a restart).
+	Reload     <-chan os.Signal
+	ConfigFile string
 }
 
 // Ready describes a running server.
@@ -117,6 +122,22 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		})
 	}()
 
+	var targets atomic.Pointer[[]config.Target]
+	targets.Store(&cfg.Targets)
+	if opts.Reload != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-opts.Reload:
+					reload(runCtx, core, opts.ConfigFile, &targets, log)
+				}
+			}
+		}()
+	}
 	queue := &approvals.Queue{Store: core.Store, Audit: core.Audit, Policy: core.Policy}
 	var ready Ready
 	ready.Core = core
@@ -138,7 +159,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		bas, err = bastion.New(bastion.Config{
 			HostSigner: hostSigner, Authority: core.Authority, Revocations: core.Revocations, Certs: core.Store,
 			Policy: core.Policy, Audit: core.Audit, Sessions: core.Store, Approvals: queue,
-			Targets: func() []config.Target { return cfg.Targets }, RecordingsDir: cfg.Recordings.Dir,
+			Targets: func() []config.Target { return *targets.Load() }, RecordingsDir: cfg.Recordings.Dir,
 			FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Metrics: m, Logger: log, Replica: replica, LocalShell: opts.LocalShell,
 		})
@@ -151,6 +172,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// HTTPS API.
 	api := core.API(queue)
 	api.Tokens, api.Metrics = verifier, m
+	api.Targets = func() []config.Target { return *targets.Load() }
 	api.Config = httpapi.PublicConfig{Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID,
 		Scopes: cfg.OIDC.Scopes, DeviceFlow: true, SSHAddress: advertisedSSH(cfg, ready.SSHAddr), Dev: cfg.Dev}
 	api.Ready = func(ctx context.Context) error {
@@ -275,6 +297,29 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	_ = adminSrv.Shutdown(sctx)
 	stop()
 	return runErr
+}
+
+// reload handles SIGHUP.
+func reload(ctx context.Context, core *Core, file string, targets *atomic.Pointer[[]config.Target], log *slog.Logger) {
+	if changed, err := core.Policy.Reload(); err != nil {
+		log.Error("SIGHUP: policy rejected; the previous policy stays in force", "err", err)
+	} else if changed {
+		log.Info("SIGHUP: policy reloaded")
+		_, _ = core.Audit.Emit(ctx, audit.Event{Type: audit.PolicyReloaded, Details: map[string]any{"trigger": "SIGHUP"}})
+	}
+	if err := core.Revocations.Refresh(ctx); err != nil {
+		log.Error("SIGHUP: revocations", "err", err)
+	}
+	if file == "" {
+		return
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		log.Error("SIGHUP: config rejected; the previous targets stay in force", "err", err)
+		return
+	}
+	targets.Store(&cfg.Targets)
+	log.Info("SIGHUP: targets reloaded", "count", len(cfg.Targets))
 }
 
 func advertisedSSH(cfg *config.Config, bound string) string {

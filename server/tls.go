@@ -94,3 +94,13 @@ func writeSelfSigned(certFile, keyFile string, hosts []string) error {
 	}
 	return os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
+
+// EnsureSelfSigned creates the self-signed HTTPS certificate in dataDir if
+// there is none yet (jumpgate dev needs its path before the server starts).
+func EnsureSelfSigned(dataDir string, hosts []string) error {
+	cert, key := SelfSignedPaths(dataDir)
+	if _, err := os.Stat(cert); err == nil {
+		return nil
+	}
+	return writeSelfSigned(cert, key, hosts)
+}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/localshell"
@@ -40,3 +42,7 @@ func newServerCmd(g *globals) *cobra.Command {
 
 // shellAdapter lets the bastion open local targets.
 type shellAdapter struct{ s *localshell.Server }
+
+func (a shellAdapter) Connect(ctx context.Context, t config.Target, login string) (*gossh.Client, error) {
+	return a.s.Connect(ctx, localshell.Target{Name: t.Name, User: t.User, Shell: t.Shell}, login)
+}

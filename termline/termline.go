@@ -80,6 +80,7 @@ type Termline struct {
 	bracketed  bool // target enabled bracketed paste (mode 2004)
 	inPaste    bool // the user's terminal is inside a bracketed paste
 	escBuf     []byte
+	clamp      clampState
 	anc        *anchor
 	multiline  bool     // a newline went into the current line without ending it (bracketed paste)
 	pending    []string // accepted lines the current one may continue
@@ -143,7 +144,7 @@ func (t *Termline) Close() error {
 func (t *Termline) Output(p []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, _ = t.emu.Write(p)
+	_, _ = t.emu.Write(t.clamp.clamp(p))
 }
 
 // Resize tells the emulator the user's terminal changed size.

@@ -771,3 +771,46 @@ func TestChannelCloseKills(t *testing.T) {
 		})
 	}
 }
+
+func TestCloseWithJobHoldingPTY(t *testing.T) {
+	s := New(nil)
+	s.killGrace = 50 * time.Millisecond
+	c, err := s.Connect(context.Background(), selfTarget(t), selfTarget(t).User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := newSyncBuffer()
+	sess.Stdout = out
+	in, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	// A job in its own process group (job control), ignoring SIGHUP and
+	// holding the pty: it survives the group kill, as under sshd, but must
+	// not keep Close waiting.
+	fmt.Fprintf(in, "set -m; (trap '' HUP; exec sleep 1000) & echo PID=$!\n")
+	got := out.waitFor(t, "the job's pid", func(s string) bool { return pidRE.MatchString(s) })
+	job, _ := strconv.Atoi(pidRE.FindStringSubmatch(got)[1])
+	t.Cleanup(func() { _ = unix.Kill(job, unix.SIGKILL) })
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Close did not return while a job held the pty")
+	}
+}

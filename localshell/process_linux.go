@@ -179,7 +179,9 @@ func (p *process) supervise(ctx context.Context, ch gossh.Channel, outDone <-cha
 	case <-done:
 		logger.Info("localshell: ending the process group", "pid", p.pid, "cause", context.Cause(ctx))
 		p.terminate(exited)
-		done = nil
+		// done stays set: the drain below ends at once, so output held
+		// open by processes that left the group cannot keep a killed
+		// session alive.
 	}
 	// The leader is a zombie until reaped below, so its pid, which is the
 	// group's id, cannot be reused meanwhile and group signals stay safe.

@@ -23,7 +23,15 @@ type lineGate struct {
 	mu      sync.Mutex
 	changed chan struct{}
 	lastOut time.Time
+	// pending is output not yet fed to the emulator. The emulator is only
+	// consulted when the user types, so output is fed lazily, and only its
+	// last maxPending bytes: a large `cat` costs a copy, not an emulation.
+	pending []byte
+	dropped bool
 }
+
+// maxPending bounds the output kept for the emulator between keystrokes.
+const maxPending = 256 << 10
 
 // Settling: after forwarding keystrokes, the gate waits for their echo and
 // then for the output to pause before it reads the line.
@@ -43,15 +51,40 @@ func newLineGate(ss *sess, cols, rows int) *lineGate {
 }
 
 func (g *lineGate) output(p []byte) {
-	g.tl.Output(p)
 	g.mu.Lock()
+	g.pending = append(g.pending, p...)
+	if len(g.pending) > maxPending {
+		g.pending = append(g.pending[:0], g.pending[len(g.pending)-maxPending:]...)
+		g.dropped = true
+	}
 	g.lastOut = time.Now()
 	close(g.changed)
 	g.changed = make(chan struct{})
 	g.mu.Unlock()
 }
 
-func (g *lineGate) resize(cols, rows int) { g.tl.Resize(cols, rows) }
+func (g *lineGate) resize(cols, rows int) {
+	g.feed()
+	g.tl.Resize(cols, rows)
+}
+
+// feed brings the emulator up to date with the output so far.
+func (g *lineGate) feed() {
+	g.mu.Lock()
+	p, dropped := g.pending, g.dropped
+	g.pending, g.dropped = nil, false
+	g.mu.Unlock()
+	if dropped {
+		// The head was dropped: start from a clean screen; the tail
+		// (and the shell's next prompt) redraws what matters.
+		g.tl.Output([]byte("\x1bc"))
+	}
+	if len(p) > 0 {
+		g.tl.Output(p)
+	}
+}
+
+func (g *lineGate) close() { _ = g.tl.Close() }
 
 // settle waits until output has arrived after since and then paused, or
 // settleMax has passed.
@@ -96,6 +129,7 @@ func (g *lineGate) send(p []byte) error {
 // input passes typed bytes to the target, deciding each Enter.
 func (g *lineGate) input(ctx context.Context, p []byte) error {
 	for len(p) > 0 {
+		g.feed()
 		ev := g.tl.Input(p)
 		var sent time.Time
 		if ev.N > 0 {
@@ -110,6 +144,7 @@ func (g *lineGate) input(ctx context.Context, p []byte) error {
 		if !sent.IsZero() {
 			g.settle(ctx, sent)
 		}
+		g.feed()
 		line, ok := g.tl.Line()
 		if ok && strings.TrimSpace(line) != "" {
 			allowed, err := g.decide(ctx, line)

@@ -72,10 +72,10 @@ type Config struct {
 	UpstreamCertTTL time.Duration
 	// Forwarders serve channels to postgres and kubernetes targets.
 	Forwarders map[string]forwarders.Forwarder
-	Metrics         Metrics
-	Logger          *slog.Logger
-	Clock           func() time.Time
-	Replica         string
+	Metrics    Metrics
+	Logger     *slog.Logger
+	Clock      func() time.Time
+	Replica    string
 	// Dial reaches targets; default net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// LocalShell serves local targets; nil refuses them.

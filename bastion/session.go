@@ -190,6 +190,12 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 	<-inDone
 	<-reqsDone
 	<-upDone
+	ss.mu.Lock()
+	gate := ss.lines
+	ss.mu.Unlock()
+	if gate != nil {
+		gate.close()
+	}
 	ss.finish()
 }
 

@@ -71,6 +71,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("server: data_dir: %w", err)
 	}
+	if err := os.MkdirAll(cfg.Recordings.Dir, 0o700); err != nil {
+		return fmt.Errorf("server: recordings dir: %w", err)
+	}
 	core, err := OpenCore(ctx, cfg, log)
 	if err != nil {
 		return err

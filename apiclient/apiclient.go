@@ -145,4 +145,3 @@ func IsStatus(err error, status int) bool {
 	var ae *login.APIError
 	return errors.As(err, &ae) && ae.Status == status
 }
-

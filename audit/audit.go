@@ -106,6 +106,13 @@ var ErrWrite = errors.New("audit: cannot write event")
 // set. An error means the event is not durable and the caller must refuse the
 // operation it describes.
 func (l *Log) Emit(ctx context.Context, e Event) (Event, error) {
+	return l.EmitWith(ctx, e, l.store.AppendAudit)
+}
+
+// EmitWith is Emit with the append done by appendFn, so a caller can make
+// the event part of its own storage transaction (an issued certificate and
+// its cert.issued event are written together).
+func (l *Log) EmitWith(ctx context.Context, e Event, appendFn func(context.Context, storage.AuditBuilder) (storage.AuditRecord, error)) (Event, error) {
 	if e.Type == "" {
 		return e, fmt.Errorf("%w: event has no type", ErrWrite)
 	}
@@ -123,7 +130,7 @@ func (l *Log) Emit(ctx context.Context, e Event) (Event, error) {
 	if e.Details == nil {
 		e.Details = map[string]any{}
 	}
-	rec, err := l.store.AppendAudit(ctx, func(seq uint64, prev string) ([]byte, string, error) {
+	rec, err := appendFn(ctx, func(seq uint64, prev string) ([]byte, string, error) {
 		e.Seq, e.PrevHash = seq, prev
 		return Seal(&e)
 	})

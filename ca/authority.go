@@ -66,6 +66,9 @@ type UserRequest struct {
 	PortForwarding, AgentForwarding, X11Forwarding bool
 	// SourceAddress restricts where the certificate may be used from (CIDRs).
 	SourceAddress []string
+	// Record, when set, stores the certificate record instead of
+	// Store.PutCert (the API writes it together with its audit event).
+	Record func(ctx context.Context, rec storage.CertRecord) error
 }
 
 // Issued is a signed certificate and what the caller should report.
@@ -112,7 +115,7 @@ func (a *Authority) SignUser(ctx context.Context, r UserRequest) (Issued, error)
 			return Issued{}, fmt.Errorf("%w: bad principal %q", ErrInvalidRequest, p)
 		}
 	}
-	ttl, clamped := a.clampTTL(r.TTL, r.RoleMaxTTL)
+	ttl, clamped := a.ClampTTL(r.TTL, r.RoleMaxTTL)
 	ext := map[string]string{ExtPTY: ""}
 	if r.PortForwarding {
 		ext[ExtPortForwarding] = ""
@@ -156,13 +159,19 @@ func (a *Authority) SignUser(ctx context.Context, r UserRequest) (Issued, error)
 		ValidAfter: time.Unix(int64(cert.ValidAfter), 0).UTC(), ValidUntil: time.Unix(int64(cert.ValidBefore), 0).UTC(),
 		PublicKey: ssh.FingerprintSHA256(r.PublicKey), IssuedAt: now.UTC(),
 	}
-	if err := a.Store.PutCert(ctx, rec); err != nil {
+	record := a.Store.PutCert
+	if r.Record != nil {
+		record = r.Record
+	}
+	if err := record(ctx, rec); err != nil {
 		return Issued{}, fmt.Errorf("ca: record certificate: %w", err)
 	}
 	return Issued{Cert: cert, Serial: serial, TTL: ttl, Clamped: clamped}, nil
 }
 
-func (a *Authority) clampTTL(asked, roleMax time.Duration) (time.Duration, bool) {
+// ClampTTL returns the lifetime a request for asked gets, and whether it
+// was cut to the maximum.
+func (a *Authority) ClampTTL(asked, roleMax time.Duration) (time.Duration, bool) {
 	max := a.MaxTTL
 	if max <= 0 {
 		max = time.Hour

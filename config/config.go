@@ -98,8 +98,8 @@ type MachineIdentity struct {
 
 // CA configures the SSH certificate authority.
 type CA struct {
-	UserKeyFile    string   `yaml:"user_key_file"` // default DataDir/ca/user_ca
-	HostKeyFile    string   `yaml:"host_key_file"` // default DataDir/ca/host_ca
+	UserKeyFile    string   `yaml:"user_key_file"`     // default DataDir/ca/user_ca
+	HostKeyFile    string   `yaml:"host_key_file"`     // default DataDir/ca/host_ca
 	UserCertTTL    Duration `yaml:"user_cert_ttl"`     // default 10m
 	MaxUserCertTTL Duration `yaml:"max_user_cert_ttl"` // default 1h
 	// Enabled switches the CA API off when false (default true).

@@ -271,29 +271,39 @@ func (a *API) handleCertificate(w http.ResponseWriter, r *http.Request) {
 		principals = []string{"jg-" + id.Username}
 	}
 	feat := pol.Features(pid)
-	iss, err := a.Authority.SignUser(ctx, ca.UserRequest{
-		PublicKey: pub, Username: id.Username, Groups: id.Groups, Roles: id.Roles,
-		Principals: principals, TTL: ttl, RoleMaxTTL: pol.MaxCertTTL(pid),
-		PortForwarding: feat.PortForwarding, AgentForwarding: feat.AgentForwarding, X11Forwarding: feat.X11Forwarding,
-	})
-	if err != nil {
-		a.fail(ctx, w, r, classify(err), id.Username, reasonBadRequest)
-		return
-	}
-	expires := time.Unix(int64(iss.Cert.ValidBefore), 0).UTC()
 	roleNames := make([]string, 0, len(roles))
 	for _, ro := range roles {
 		roleNames = append(roleNames, ro.Name)
 	}
-	if _, err := a.Audit.Emit(ctx, audit.Event{Type: audit.CertIssued, User: id.Username, Source: ClientIP(r), Details: map[string]any{
-		"serial": iss.Serial, "key_id": iss.Cert.KeyId, "principals": principals, "roles": roleNames,
-		"expires_at": expires, "ttl": iss.TTL.String(), "ttl_clamped": iss.Clamped,
-		"public_key": ssh.FingerprintSHA256(pub), "issuer": id.Issuer, "machine": id.Machine,
-	}}); err != nil {
-		// Fail closed: a certificate that is not in the audit log is not handed out.
-		a.fail(ctx, w, r, apiErr(http.StatusServiceUnavailable, "the audit log cannot be written; no certificate issued", err), id.Username, "")
+	var clamped bool
+	var ttlUsed time.Duration
+	// The certificate record and its cert.issued event are one durable
+	// write: a certificate that is not in the audit log is never handed out.
+	record := func(ctx context.Context, rec storage.CertRecord) error {
+		_, err := a.Audit.EmitWith(ctx, audit.Event{Type: audit.CertIssued, User: id.Username, Source: ClientIP(r), Details: map[string]any{
+			"serial": rec.Serial, "key_id": rec.KeyID, "principals": principals, "roles": roleNames,
+			"expires_at": rec.ValidUntil, "ttl": ttlUsed.String(), "ttl_clamped": clamped,
+			"public_key": rec.PublicKey, "issuer": id.Issuer, "machine": id.Machine,
+		}}, func(ctx context.Context, b storage.AuditBuilder) (storage.AuditRecord, error) {
+			return a.Store.PutCertAudited(ctx, rec, b)
+		})
+		return err
+	}
+	ttlUsed, clamped = a.Authority.ClampTTL(ttl, pol.MaxCertTTL(pid))
+	iss, err := a.Authority.SignUser(ctx, ca.UserRequest{
+		PublicKey: pub, Username: id.Username, Groups: id.Groups, Roles: id.Roles,
+		Principals: principals, TTL: ttl, RoleMaxTTL: pol.MaxCertTTL(pid), Record: record,
+		PortForwarding: feat.PortForwarding, AgentForwarding: feat.AgentForwarding, X11Forwarding: feat.X11Forwarding,
+	})
+	if err != nil {
+		if errors.Is(err, audit.ErrWrite) {
+			a.fail(ctx, w, r, apiErr(http.StatusServiceUnavailable, "the audit log cannot be written; no certificate issued", err), id.Username, "")
+			return
+		}
+		a.fail(ctx, w, r, classify(err), id.Username, reasonBadRequest)
 		return
 	}
+	expires := time.Unix(int64(iss.Cert.ValidBefore), 0).UTC()
 	if a.Metrics != nil {
 		a.Metrics.CertIssued()
 	}

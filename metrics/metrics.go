@@ -85,4 +85,6 @@ func (m *Metrics) Held(kind string) { m.held.WithLabelValues(kind).Inc() }
 func (m *Metrics) RecordingWrite(d time.Duration) { m.recordingWrite.Observe(d.Seconds()) }
 
 // Storage observes a storage operation.
-func (m *Metrics) Storage(op string, d time.Duration) { m.storageLatency.WithLabelValues(op).Observe(d.Seconds()) }
+func (m *Metrics) Storage(op string, d time.Duration) {
+	m.storageLatency.WithLabelValues(op).Observe(d.Seconds())
+}

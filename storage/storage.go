@@ -130,6 +130,9 @@ type Store interface {
 	// NextSerial returns a certificate serial never returned before.
 	NextSerial(ctx context.Context) (uint64, error)
 	PutCert(ctx context.Context, c CertRecord) error
+	// PutCertAudited records a certificate and appends its audit event in
+	// one transaction: one durable write per issued certificate.
+	PutCertAudited(ctx context.Context, c CertRecord, b AuditBuilder) (AuditRecord, error)
 	Cert(ctx context.Context, serial uint64) (CertRecord, error)
 	CertsByKeyID(ctx context.Context, keyID string) ([]CertRecord, error)
 	CertsByUser(ctx context.Context, user string) ([]CertRecord, error)

@@ -88,6 +88,8 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: %s: %w: %v", path, storage.ErrCorrupt, err)
 	}
+	// Writers that arrive within 2ms share one fsynced transaction.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	return &Store{db: db}, nil
 }
 
@@ -146,12 +148,31 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 
 // PutCert records an issued certificate.
 func (s *Store) PutCert(ctx context.Context, c storage.CertRecord) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		if err := putJSON(tx.Bucket(bCerts), u64(c.Serial), c); err != nil {
+	return s.db.Batch(func(tx *bolt.Tx) error { return putCert(tx, c) })
+}
+
+func putCert(tx *bolt.Tx, c storage.CertRecord) error {
+	if err := putJSON(tx.Bucket(bCerts), u64(c.Serial), c); err != nil {
+		return err
+	}
+	return tx.Bucket(bKeyIDs).Put(append([]byte(c.KeyID+"\x00"), u64(c.Serial)...), nil)
+}
+
+// PutCertAudited records a certificate and its audit event atomically.
+func (s *Store) PutCertAudited(ctx context.Context, c storage.CertRecord, build storage.AuditBuilder) (storage.AuditRecord, error) {
+	var rec storage.AuditRecord
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		if err := putCert(tx, c); err != nil {
 			return err
 		}
-		return tx.Bucket(bKeyIDs).Put(append([]byte(c.KeyID+"\x00"), u64(c.Serial)...), nil)
+		var err error
+		rec, err = appendAudit(tx, build)
+		return err
 	})
+	if err != nil {
+		return storage.AuditRecord{}, fmt.Errorf("boltstore: record certificate: %w", err)
+	}
+	return rec, nil
 }
 
 // Cert returns the certificate with the given serial.
@@ -248,28 +269,33 @@ type auditValue struct {
 func (s *Store) AppendAudit(ctx context.Context, build storage.AuditBuilder) (storage.AuditRecord, error) {
 	var rec storage.AuditRecord
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bMeta)
-		var tip auditTip
-		if v := m.Get(kAuditTip); v != nil {
-			if err := json.Unmarshal(v, &tip); err != nil {
-				return fmt.Errorf("%w: audit tip: %v", storage.ErrCorrupt, err)
-			}
-		}
-		seq := tip.Seq + 1
-		line, hash, err := build(seq, tip.Hash)
-		if err != nil {
-			return err
-		}
-		if err := putJSON(tx.Bucket(bAudit), u64(seq), auditValue{Hash: hash, JSON: line}); err != nil {
-			return err
-		}
-		rec = storage.AuditRecord{Seq: seq, Hash: hash, JSON: line}
-		return putJSON(m, kAuditTip, auditTip{Seq: seq, Hash: hash})
+		var err error
+		rec, err = appendAudit(tx, build)
+		return err
 	})
 	if err != nil {
 		return storage.AuditRecord{}, fmt.Errorf("boltstore: append audit: %w", err)
 	}
 	return rec, nil
+}
+
+func appendAudit(tx *bolt.Tx, build storage.AuditBuilder) (storage.AuditRecord, error) {
+	m := tx.Bucket(bMeta)
+	var tip auditTip
+	if v := m.Get(kAuditTip); v != nil {
+		if err := json.Unmarshal(v, &tip); err != nil {
+			return storage.AuditRecord{}, fmt.Errorf("%w: audit tip: %v", storage.ErrCorrupt, err)
+		}
+	}
+	seq := tip.Seq + 1
+	line, hash, err := build(seq, tip.Hash)
+	if err != nil {
+		return storage.AuditRecord{}, err
+	}
+	if err := putJSON(tx.Bucket(bAudit), u64(seq), auditValue{Hash: hash, JSON: line}); err != nil {
+		return storage.AuditRecord{}, err
+	}
+	return storage.AuditRecord{Seq: seq, Hash: hash, JSON: line}, putJSON(m, kAuditTip, auditTip{Seq: seq, Hash: hash})
 }
 
 // AuditRange returns audit records from fromSeq on.

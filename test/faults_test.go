@@ -1,0 +1,133 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/jumpgate/jumpgate/storage"
+	"github.com/jumpgate/jumpgate/test/harness"
+)
+
+// TestCrashMidSession kills the server with SIGKILL while a recorded shell
+// runs: after a restart the session is marked interrupted, its recording
+// plays up to the crash, and the audit chain verifies.
+func TestCrashMidSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	env := startBastionEnv(t)
+	cmd := exec.Command("ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
+	f, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var mu sync.Mutex
+	var screen bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := f.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	harness.WaitFor(t, 30*time.Second, "a shell prompt", func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(screen.String(), "#") })
+	f.Write([]byte("echo before-crash-$((1+1))\r"))
+	harness.WaitFor(t, 30*time.Second, "the output", func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(screen.String(), "before-crash-2") })
+	// Wait until the recording on disk holds it (the recorder flushes as
+	// the session runs), then crash.
+	recDir := filepath.Join(env.srv.DataDir, "recordings")
+	harness.WaitFor(t, 10*time.Second, "the recording to reach the disk", func() bool {
+		found := false
+		filepath.Walk(recDir, func(p string, info os.FileInfo, err error) error {
+			if err == nil && strings.HasSuffix(p, ".cast") {
+				b, _ := os.ReadFile(p)
+				found = found || strings.Contains(string(b), "before-crash-2")
+			}
+			return nil
+		})
+		return found
+	})
+	env.srv.Crash(t)
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	var ss []storage.Session
+	json.Unmarshal([]byte(env.srv.MustJG(t, "sessions", "list", "--json")), &ss)
+	var id string
+	for _, s := range ss {
+		if s.Kind == "shell" {
+			id = s.ID
+			if s.Status != storage.SessionInterrupted {
+				t.Fatalf("session status %q, want interrupted", s.Status)
+			}
+		}
+	}
+	if id == "" {
+		t.Fatal("shell session not listed")
+	}
+	cast := env.srv.MustJG(t, "sessions", "export", id)
+	if !strings.Contains(cast, "before-crash-2") {
+		t.Fatalf("recording lost what was acknowledged before the crash:\n%s", cast)
+	}
+	env.srv.MustJG(t, "audit", "verify")
+	if ev := env.srv.MustJG(t, "audit", "list", "--json", "--type", "session.end"); !strings.Contains(ev, "interrupted") {
+		t.Fatalf("no interrupted session.end: %s", ev)
+	}
+}
+
+// TestRecordingUnavailableFailsClosed: when recordings cannot be written,
+// recorded sessions are refused with a clear message while passthrough
+// forwarding and other users keep working, and /readyz says why.
+func TestRecordingUnavailableFailsClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	env := startBastionEnv(t)
+	recDir := filepath.Join(env.srv.DataDir, "recordings")
+	if err := os.Rename(recDir, recDir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recDir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 60*time.Second)
+	out, err := env.alice.SSH(ctx, "root", "web-1", "echo SHOULD-NOT-RUN")
+	if err == nil || strings.Contains(out, "SHOULD-NOT-RUN") {
+		t.Fatalf("recorded session ran without a recording: %q", out)
+	}
+	if !strings.Contains(env.srv.Proc.Out.String(), "recordings cannot be written") {
+		t.Fatal("the refusal was not logged with its cause")
+	}
+	if out, err := env.alice.SSH(ctx, "root", "web-raw", "echo raw-still-ok"); err != nil || !strings.Contains(out, "raw-still-ok") {
+		t.Fatalf("passthrough stopped working: %v %q", err, out)
+	}
+	resp, err := harness.TLSClient(t, env.srv.CAFile).Get(env.srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("/readyz = %d while recordings are unwritable", resp.StatusCode)
+	}
+	// Repaired: recorded sessions work again.
+	os.Remove(recDir)
+	os.Rename(recDir+".moved", recDir)
+	if out, err := env.alice.SSH(ctx, "root", "web-1", "echo recorded-again"); err != nil || !strings.Contains(out, "recorded-again") {
+		t.Fatalf("after repair: %v %q", err, out)
+	}
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -184,4 +185,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil policy without error")
 		}
 	})
+}
+
+func TestExamplePolicyLoads(t *testing.T) {
+	if _, err := Load("../contrib/policy.example.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadKeepsOldPolicyOnError(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/p.yaml"
+	if err := os.WriteFile(file, []byte(samplePolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.Current()
+	os.WriteFile(file, []byte("roles:\n  - name: x\n    logins: ['bad login']\n"), 0o600)
+	if changed, err := s.Reload(); err == nil || changed || s.Current() != old {
+		t.Fatalf("invalid policy replaced the old one: changed=%v err=%v", changed, err)
+	}
+	os.WriteFile(file, []byte("roles:\n  - name: x\n    groups: [g]\n    logins: [ok]\n"), 0o600)
+	if changed, err := s.Reload(); err != nil || !changed || len(s.Current().Roles) != 1 {
+		t.Fatalf("valid policy not loaded: %v %v", changed, err)
+	}
 }

@@ -56,9 +56,9 @@ type loginStore struct {
 	clock func() time.Time
 	rand  io.Reader
 
-	mu      sync.Mutex
-	users   map[string]*user
-	pending map[string]*pendingLogin
+	mu           sync.Mutex
+	users        map[string]*user
+	pending      map[string]*pendingLogin
 	maxAge, idle time.Duration
 }
 

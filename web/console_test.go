@@ -138,10 +138,10 @@ func TestLoginStoreExpiry(t *testing.T) {
 		return r
 	}
 	for _, tc := range []struct {
-		name        string
-		tokenTTL    time.Duration
-		steps       []time.Duration // each within the idle timeout
-		aliveAfter  []bool
+		name       string
+		tokenTTL   time.Duration
+		steps      []time.Duration // each within the idle timeout
+		aliveAfter []bool
 	}{
 		{"idle", 24 * time.Hour, []time.Duration{time.Minute, 90 * time.Second, 2 * time.Minute}, []bool{true, true, false}},
 		{"token expiry", 150 * time.Second, []time.Duration{time.Minute, time.Minute, time.Minute}, []bool{true, true, false}},

@@ -45,6 +45,13 @@ func (u *user) checkCSRF(tok string) bool {
 	return tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(u.csrf)) == 1
 }
 
+// maxPendingLogins bounds logins waiting at the identity provider, so a
+// flood of /auth/login requests cannot grow memory without limit.
+const maxPendingLogins = 10000
+
+// ErrBusy is returned when too many logins are pending.
+var ErrBusy = errors.New("web: too many logins in progress")
+
 // pendingLogin is a login on its way through the identity provider.
 type pendingLogin struct {
 	state, nonce, verifier, next, redirectURI string
@@ -129,6 +136,9 @@ func (s *loginStore) startLogin(p *pendingLogin) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gcLocked(now)
+	if len(s.pending) >= maxPendingLogins {
+		return "", ErrBusy
+	}
 	s.pending[id] = p
 	return id, nil
 }
@@ -254,6 +264,11 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	var id string
 	if err == nil {
 		id, err = c.logins.startLogin(pl)
+	}
+	if errors.Is(err, ErrBusy) {
+		c.log.Warn("login refused", "err", err)
+		c.errorPage(w, r, nil, http.StatusServiceUnavailable, "Too many sign-ins are in progress; try again in a few minutes.")
+		return
 	}
 	if err != nil {
 		c.log.Error("start login", "err", err)

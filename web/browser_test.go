@@ -279,6 +279,19 @@ func TestBrowser(t *testing.T) {
 		tb.noCSPViolations(t)
 	})
 
+	t.Run("a running session replays what was written so far", func(t *testing.T) {
+		tb := b.newTab(t)
+		tb.login(t, e, "carol")
+		tb.run(t, chromedp.Navigate(e.srv.URL+"/sessions/"+e.liveSession))
+		if got := tb.playUntil(t, "live-part-one"); !strings.Contains(got, "tail -f app.log") {
+			t.Fatalf("live terminal:\n%s", got)
+		}
+		if n := evalIn[int](t, tb, `document.querySelectorAll('form.terminate button').length`); n != 1 {
+			t.Fatalf("%d terminate buttons", n)
+		}
+		tb.noCSPViolations(t)
+	})
+
 	t.Run("approver sees the requests", func(t *testing.T) {
 		tb := b.newTab(t)
 		tb.login(t, e, "dave")

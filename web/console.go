@@ -19,6 +19,10 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
+// staticFS holds the console's CSS and script, and the asciinema-player
+// 3.18.0 browser bundle (asciinema-player.min.js and .css, Apache-2.0, from
+// the npm package's dist/bundle; its LICENSE is next to them).
+//
 //go:embed static
 var staticFS embed.FS
 

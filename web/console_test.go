@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -687,5 +688,22 @@ func TestRecordedOutputNeverBecomesHTML(t *testing.T) {
 	// The data itself is faithful: the player shows the bytes as text.
 	if !strings.Contains(rec, `<script>alert(1)</script>`) || !strings.Contains(rec, `\u001b]52;c;`) {
 		t.Fatalf("recording is not faithful:\n%s", rec)
+	}
+}
+
+func TestPendingLoginsBounded(t *testing.T) {
+	clk := &clock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	s := newLoginStore(clk.Now, nil, time.Hour, time.Hour)
+	for i := 0; i < maxPendingLogins; i++ {
+		if _, err := s.startLogin(&pendingLogin{}); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	if _, err := s.startLogin(&pendingLogin{}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("over the bound: %v", err)
+	}
+	clk.Add(loginTimeout)
+	if _, err := s.startLogin(&pendingLogin{}); err != nil {
+		t.Fatalf("after the pending logins expired: %v", err)
 	}
 }

@@ -148,7 +148,7 @@ func (c *Console) handleSession(w http.ResponseWriter, r *http.Request, u *user)
 			d.StartAt = f
 		}
 	}
-	if c.cfg.API.Audit != nil || c.cfg.API.Store != nil {
+	{
 		events, _, err := audit.List(r.Context(), c.cfg.API.Store, audit.Filter{Session: s.ID})
 		if err != nil {
 			c.log.Error("audit events of session", "session", s.ID, "err", err)

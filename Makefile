@@ -1,13 +1,13 @@
 # jumpgate — build, test, demo and benchmark.
 # `make test` installs the system packages the tests drive (real sshd, psql,
-# PostgreSQL, asciinema) when they are missing; run it as root or with sudo.
+# PostgreSQL, asciinema, headless chromium) when they are missing; run it as root or with sudo.
 
 GO        ?= go
 BIN       := bin/jumpgate
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-APT_PKGS  := openssh-server openssh-client openssh-sftp-server postgresql postgresql-contrib asciinema rsync
+APT_PKGS  := openssh-server openssh-client openssh-sftp-server postgresql postgresql-contrib asciinema rsync chromium
 TEST_FLAGS ?= -count=1 -timeout 20m
 FUZZTIME  ?= 20s
 

@@ -41,6 +41,8 @@ const (
 	PolicyReloaded  = "policy.reloaded"
 	PolicyRejected  = "policy.rejected"
 	ServerStarted   = "server.started"
+	// SessionTerminated: someone ended a running session (the console).
+	SessionTerminated = "session.terminated"
 )
 
 // Event is one audit event as it appears in the JSON lines log.

@@ -101,7 +101,34 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*connState]struct{}
-	wg    sync.WaitGroup // connection and session goroutines
+	live  map[string]context.CancelCauseFunc // running sessions by id
+	wg    sync.WaitGroup                     // connection and session goroutines
+}
+
+// ErrNoSuchSession is returned by Terminate for a session not running here.
+var ErrNoSuchSession = errors.New("bastion: no such running session")
+
+// Terminate ends a running session on this bastion; the user sees reason.
+func (s *Server) Terminate(id string, reason error) error {
+	s.mu.Lock()
+	cancel, ok := s.live[id]
+	s.mu.Unlock()
+	if !ok {
+		return ErrNoSuchSession
+	}
+	cancel(reason)
+	return nil
+}
+
+func (s *Server) register(id string, cancel context.CancelCauseFunc) func() {
+	s.mu.Lock()
+	s.live[id] = cancel
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.live, id)
+		s.mu.Unlock()
+	}
 }
 
 // User is an authenticated bastion user.
@@ -145,7 +172,7 @@ func New(cfg Config) (*Server, error) {
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 		cfg.Dial = d.DialContext
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "bastion"), conns: map[*connState]struct{}{},
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "bastion"), conns: map[*connState]struct{}{}, live: map[string]context.CancelCauseFunc{},
 		lim: newFailLimiter(cfg.Clock), keys: newHostKeys(cfg.Authority)}
 	s.srv = &gliderssh.Server{
 		HostSigners:          []gliderssh.Signer{cfg.HostSigner},

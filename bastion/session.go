@@ -111,6 +111,7 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 	}
 	ctx, cancel := context.WithCancelCause(ic.ctx)
 	defer cancel(nil)
+	defer s.register(ss.id, cancel)()
 	stop := context.AfterFunc(ctx, func() {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errConnClosed) && !errors.Is(cause, context.Canceled) {
 			ss.setEnd(cause.Error())

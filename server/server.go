@@ -25,8 +25,10 @@ import (
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/httpapi"
 	"github.com/jumpgate/jumpgate/identity"
+	"github.com/jumpgate/jumpgate/login"
 	"github.com/jumpgate/jumpgate/metrics"
 	"github.com/jumpgate/jumpgate/sshauth"
+	"github.com/jumpgate/jumpgate/web"
 )
 
 // Options are what the command line (or a test) adds to the config.
@@ -189,10 +191,35 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		return nil
 	}
+	var console http.Handler
+	if cfg.WebEnabled() && cfg.OIDC.Issuer != "" {
+		idpClient, err := login.HTTPClient(cfg.OIDC.CAFile)
+		if err != nil {
+			return err
+		}
+		c, err := web.New(web.Config{Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, Scopes: cfg.OIDC.Scopes,
+			UsernameClaim: cfg.OIDC.UsernameClaim, GroupsClaim: cfg.OIDC.GroupsClaim, HTTPClient: idpClient, API: api, Logger: log,
+			Terminate: func(ctx context.Context, id, by string) error {
+				if bas == nil {
+					return bastion.ErrNoSuchSession
+				}
+				if _, err := core.Audit.Emit(ctx, audit.Event{Type: audit.SessionTerminated, User: by, Session: id}); err != nil {
+					return err
+				}
+				return bas.Terminate(id, fmt.Errorf("ended by %s from the web console", by))
+			}})
+		if err != nil {
+			return err
+		}
+		console = c.Handler()
+	}
 	api.Extra = func(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", m.Handler())
 		for p, h := range opts.Mounts {
 			mux.Handle(p, h)
+		}
+		if console != nil {
+			mux.Handle("/", console)
 		}
 	}
 	sigVerifier := &sshauth.Verifier{Checker: sshauth.CAChecker([]gossh.PublicKey{core.Authority.User.PublicKey()}, core.Revocations.IsRevoked, nil)}

@@ -103,7 +103,7 @@ func (a *Authority) SignUser(ctx context.Context, r UserRequest) (Issued, error)
 	if err := CheckPublicKey(r.PublicKey); err != nil {
 		return Issued{}, err
 	}
-	if r.Username == "" || strings.ContainsAny(r.Username, "/\x00\n") {
+	if r.Username == "" || strings.ContainsAny(r.Username, "\x00\n\r") {
 		return Issued{}, fmt.Errorf("%w: bad username %q", ErrInvalidRequest, r.Username)
 	}
 	if len(r.Principals) == 0 {

@@ -383,3 +383,42 @@ func BenchmarkCertificateIssue(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "certs/s")
 }
+
+func TestMachineIdentity(t *testing.T) {
+	e := newAPIEnv(t)
+	ci := newFakeIdP(t)
+	pol, err := policy.Parse([]byte(strings.Replace(testPolicy, "admins:", "  - name: deployer\n    logins: [deploy]\n    targets: {names: [\"web-*\"]}\nadmins:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.api.Policy = policy.Static(pol)
+	ver, err := identity.New(nil,
+		identity.Issuer{URL: e.idp.srv.URL, Audience: "jumpgate"},
+		identity.Issuer{URL: ci.srv.URL, Audience: "jumpgate-ci", Machine: true, Subject: "repo:acme/deploy:ref:refs/heads/*", Role: "deployer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.api.Tokens = ver
+	e.h = e.api.Handler()
+	ciTok := func(sub, aud string) string {
+		c := ci.base("x")
+		c["sub"], c["aud"] = sub, aud
+		delete(c, "email")
+		delete(c, "email_verified")
+		return ci.sign(t, c, "k1", nil)
+	}
+	rec := e.post(t, ciTok("repo:acme/deploy:ref:refs/heads/main", "jumpgate-ci"), map[string]string{"public_key": edKey(t)})
+	var res certResponse
+	json.Unmarshal(rec.Body.Bytes(), &res)
+	if rec.Code != 200 || strings.Join(res.Principals, ",") != "deploy" || !strings.HasPrefix(res.KeyID, "repo:acme/deploy:ref:refs/heads/main/") {
+		t.Fatalf("machine cert: %d %+v %s", rec.Code, res, rec.Body)
+	}
+	for name, tok := range map[string]string{
+		"other repo":     ciTok("repo:acme/other:ref:refs/heads/main", "jumpgate-ci"),
+		"other audience": ciTok("repo:acme/deploy:ref:refs/heads/main", "jumpgate"),
+	} {
+		if rec := e.post(t, tok, map[string]string{"public_key": edKey(t)}); rec.Code != 401 {
+			t.Errorf("%s: status %d %s", name, rec.Code, rec.Body)
+		}
+	}
+}

@@ -224,7 +224,7 @@ func (v *Verifier) verifyWith(ctx context.Context, is *issuer, raw string) (Iden
 	if is.cfg.UsernameClaim == "sub" {
 		name = tok.Subject
 	}
-	if name == "" || len(name) > 256 || strings.ContainsAny(name, "/\x00\n\r ,") {
+	if name == "" || len(name) > 256 || strings.ContainsAny(name, "\x00\n\r\t ,") {
 		return Identity{}, fmt.Errorf("%w: claim %q is missing or not a usable username", ErrInvalidToken, is.cfg.UsernameClaim)
 	}
 	id.Username = name

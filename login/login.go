@@ -204,7 +204,7 @@ func Login(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 
-	user, _, _ := strings.Cut(cert.KeyId, "/")
+	user := keyIDUser(cert.KeyId)
 	res.Snippet = SSHConfigSnippet(SnippetOptions{
 		SSHDir: sshDir, BastionHost: host, BastionPort: port, User: user, Targets: o.Targets,
 	})

@@ -47,7 +47,7 @@ func Status(sshDir string, now time.Time) (StatusInfo, error) {
 		Server:     saved.Server,
 		CertFile:   path,
 	}
-	si.Username, _, _ = strings.Cut(cert.KeyId, "/")
+	si.Username = keyIDUser(cert.KeyId)
 	for ext := range cert.Extensions {
 		si.Extensions = append(si.Extensions, ext)
 	}
@@ -76,4 +76,13 @@ func WriteStatus(w io.Writer, si StatusInfo) error {
 		si.Username, si.KeyID, si.Serial, strings.Join(si.Principals, ", "),
 		si.ValidBefore.Format(time.RFC3339), state, si.Server, si.CertFile)
 	return err
+}
+
+// keyIDUser returns the username of a key id "<username>/<serial>"; a
+// machine identity's username may itself contain '/'.
+func keyIDUser(keyID string) string {
+	if i := strings.LastIndex(keyID, "/"); i >= 0 {
+		return keyID[:i]
+	}
+	return keyID
 }

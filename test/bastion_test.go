@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -293,59 +292,16 @@ func TestBastionEndToEnd(t *testing.T) {
 
 	t.Run("interactive blocked line is not run and the session stays open", func(t *testing.T) {
 		marker := fmt.Sprintf("/tmp/jg-e2e-should-not-exist-%d", time.Now().UnixNano())
-		cmd := exec.Command("ssh", alice.SSHArgs("root", "web-1", "-tt")...)
-		cmd.Env = append(os.Environ(), "TERM=xterm")
-		f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 120, Rows: 40})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		defer cmd.Process.Kill()
-		var mu sync.Mutex
-		var screen bytes.Buffer
-		go func() {
-			buf := make([]byte, 4096)
-			for {
-				n, err := f.Read(buf)
-				mu.Lock()
-				screen.Write(buf[:n])
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		}()
-		seen := func(s string) func() bool {
-			return func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(screen.String(), s) }
-		}
-		type_ := func(s string) {
-			for _, c := range []byte(s) {
-				f.Write([]byte{c})
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-		t.Cleanup(func() {
-			if t.Failed() {
-				mu.Lock()
-				t.Logf("screen: %q", screen.String())
-				mu.Unlock()
-			}
-		})
-		type_("PS1='jg-prompt% '\r")
-		harness.WaitFor(t, 30*time.Second, "the prompt", seen("jg-prompt% "))
+		term := harness.StartTerminal(t, "ssh", alice.SSHArgs("root", "web-1", "-tt")...)
+		term.Type("PS1='jg-prompt% '\r")
+		harness.WaitFor(t, 30*time.Second, "the prompt", term.Seen("jg-prompt% "))
 		// Typed with an editing mistake and a correction, like a person.
-		type_("rm -rf /tmpX\x7f\x7f\x7f\x7f && touch " + marker + "\r")
-		harness.WaitFor(t, 30*time.Second, "the block message", seen("blocked"))
-		type_("echo still-$((40+2))\r")
-		harness.WaitFor(t, 30*time.Second, "the session to stay usable", seen("still-42"))
-		type_("exit\r")
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("ssh did not exit")
-		}
+		term.Type("rm -rf /tmpX\x7f\x7f\x7f\x7f && touch " + marker + "\r")
+		harness.WaitFor(t, 30*time.Second, "the block message", term.Seen("blocked"))
+		term.Type("echo still-$((40+2))\r")
+		harness.WaitFor(t, 30*time.Second, "the session to stay usable", term.Seen("still-42"))
+		term.Type("exit\r")
+		term.Wait(t, 30*time.Second)
 		if _, err := os.Stat(marker); err == nil {
 			os.Remove(marker)
 			t.Fatal("the blocked line ran")

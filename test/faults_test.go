@@ -1,17 +1,12 @@
 package test
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/test/harness"
@@ -25,29 +20,10 @@ func TestCrashMidSession(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	env := startBastionEnv(t)
-	cmd := exec.Command("ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
-	f, err := pty.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var mu sync.Mutex
-	var screen bytes.Buffer
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := f.Read(buf)
-			mu.Lock()
-			screen.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	harness.WaitFor(t, 30*time.Second, "a shell prompt", func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(screen.String(), "#") })
-	f.Write([]byte("echo before-crash-$((1+1))\r"))
-	harness.WaitFor(t, 30*time.Second, "the output", func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(screen.String(), "before-crash-2") })
+	term := harness.StartTerminal(t, "ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
+	harness.WaitFor(t, 30*time.Second, "a shell prompt", term.Seen("#"))
+	term.Type("echo before-crash-$((1+1))\r")
+	harness.WaitFor(t, 30*time.Second, "the output", term.Seen("before-crash-2"))
 	// Wait until the recording on disk holds it (the recorder flushes as
 	// the session runs), then crash.
 	recDir := filepath.Join(env.srv.DataDir, "recordings")
@@ -63,8 +39,6 @@ func TestCrashMidSession(t *testing.T) {
 		return found
 	})
 	env.srv.Crash(t)
-	cmd.Process.Kill()
-	cmd.Wait()
 
 	var ss []storage.Session
 	json.Unmarshal([]byte(env.srv.MustJG(t, "sessions", "list", "--json")), &ss)

@@ -22,11 +22,6 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Short: "List audit events, oldest first (auditors see all, others their own)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			q := url.Values{}
 			if since != "" {
 				q.Set("since", since)
@@ -38,7 +33,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 				q.Set("type", typ)
 			}
 			var raw []json.RawMessage
-			if err := cl.Do(cmd.Context(), "GET", "/v1/audit?"+q.Encode(), nil, &raw); err != nil {
+			if err := g.call(cmd, "GET", "/v1/audit?"+q.Encode(), nil, &raw); err != nil {
 				return err
 			}
 			if asJSON {
@@ -72,17 +67,12 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Short: "Walk the hash chain; exit non-zero on any break",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			var res struct {
 				OK     bool   `json:"ok"`
 				Events int    `json:"events"`
 				Error  string `json:"error"`
 			}
-			if err := cl.Do(cmd.Context(), "GET", "/v1/audit/verify", nil, &res); err != nil {
+			if err := g.call(cmd, "GET", "/v1/audit/verify", nil, &res); err != nil {
 				return err
 			}
 			if !res.OK {

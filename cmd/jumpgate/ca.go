@@ -30,12 +30,7 @@ func newCAPubkeyCmd(g *globals) *cobra.Command {
 			if host {
 				path = "/v1/ca/host"
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return c.Do(cmd.Context(), "GET", path, nil, cmd.OutOrStdout())
+			return g.call(cmd, "GET", path, nil, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().BoolVar(&user, "user", false, "the user CA (TrustedUserCAKeys on targets)")
@@ -71,11 +66,6 @@ func newSignHostCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			var res struct {
 				Certificate string `json:"certificate"`
 			}
@@ -83,7 +73,7 @@ func newSignHostCmd(g *globals) *cobra.Command {
 			if ttl > 0 {
 				body["ttl"] = ttl.String()
 			}
-			if err := c.Do(cmd.Context(), "POST", "/v1/ca/host-certificates", body, &res); err != nil {
+			if err := g.call(cmd, "POST", "/v1/ca/host-certificates", body, &res); err != nil {
 				return err
 			}
 			return writeOut(cmd, out, []byte(res.Certificate+"\n"), 0o644)
@@ -106,12 +96,7 @@ func newRevokeCmd(g *globals) *cobra.Command {
 			if (serial == 0) == (keyID == "") {
 				return errors.New("give exactly one of --serial or --key-id")
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.Do(cmd.Context(), "POST", "/v1/ca/revoke", map[string]any{"serial": serial, "key_id": keyID, "reason": reason}, nil); err != nil {
+			if err := g.call(cmd, "POST", "/v1/ca/revoke", map[string]any{"serial": serial, "key_id": keyID, "reason": reason}, nil); err != nil {
 				return err
 			}
 			if serial != 0 {
@@ -135,13 +120,8 @@ func newKRLCmd(g *globals) *cobra.Command {
 		Short: "Write the OpenSSH KRL for sshd's RevokedKeys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			var b []byte
-			if err := c.Do(cmd.Context(), "GET", "/v1/krl", nil, &b); err != nil {
+			if err := g.call(cmd, "GET", "/v1/krl", nil, &b); err != nil {
 				return err
 			}
 			return writeOut(cmd, out, b, 0o644)

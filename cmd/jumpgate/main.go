@@ -81,6 +81,16 @@ func (g *globals) client() (apiclient.Client, error) {
 	return apiclient.Open(apiclient.Options{Server: g.server, SSHDir: g.sshDir, CAFile: g.caFile, ConfigFile: g.configFile, Logger: g.logger()})
 }
 
+// call runs one API request with a fresh client.
+func (g *globals) call(cmd *cobra.Command, method, path string, body, out any) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Do(cmd.Context(), method, path, body, out)
+}
+
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

@@ -23,13 +23,8 @@ func newRequestCmd(g *globals) *cobra.Command {
 			if target == "" || duration <= 0 || reason == "" {
 				return errors.New("--target, --duration and --reason are required")
 			}
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			var r storage.Request
-			if err := cl.Do(cmd.Context(), "POST", "/v1/requests", map[string]string{"target": target, "duration": duration.String(), "reason": reason}, &r); err != nil {
+			if err := g.call(cmd, "POST", "/v1/requests", map[string]string{"target": target, "duration": duration.String(), "reason": reason}, &r); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "request %s created; an approver runs: jumpgate approve %s\n", r.ID, r.ID)
@@ -50,13 +45,8 @@ func newRequestsCmd(g *globals) *cobra.Command {
 		Short: "List requests (approvers and auditors see all, others their own)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			var rs []storage.Request
-			if err := cl.Do(cmd.Context(), "GET", "/v1/requests", nil, &rs); err != nil {
+			if err := g.call(cmd, "GET", "/v1/requests", nil, &rs); err != nil {
 				return err
 			}
 			if asJSON {
@@ -92,13 +82,8 @@ func newApproveCmd(g *globals, approve bool) *cobra.Command {
 			if !approve && reason == "" {
 				return errors.New("deny needs --reason")
 			}
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			var r storage.Request
-			if err := cl.Do(cmd.Context(), "POST", "/v1/requests/"+url.PathEscape(args[0])+"/"+verb, map[string]string{"reason": reason}, &r); err != nil {
+			if err := g.call(cmd, "POST", "/v1/requests/"+url.PathEscape(args[0])+"/"+verb, map[string]string{"reason": reason}, &r); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "request %s %s\n", r.ID, r.Status)

@@ -25,11 +25,6 @@ func newSessionsCmd(g *globals) *cobra.Command {
 		Short: "List sessions (auditors see all, others their own)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			q := url.Values{}
 			for k, v := range map[string]string{"user": user, "target": target, "status": status, "since": since} {
 				if v != "" {
@@ -37,7 +32,7 @@ func newSessionsCmd(g *globals) *cobra.Command {
 				}
 			}
 			var ss []storage.Session
-			if err := cl.Do(cmd.Context(), "GET", "/v1/sessions?"+q.Encode(), nil, &ss); err != nil {
+			if err := g.call(cmd, "GET", "/v1/sessions?"+q.Encode(), nil, &ss); err != nil {
 				return err
 			}
 			if asJSON {
@@ -65,12 +60,7 @@ func newSessionsCmd(g *globals) *cobra.Command {
 		Short: "Write a recording as asciicast v2 on stdout (plays with asciinema play)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return cl.Do(cmd.Context(), "GET", "/v1/sessions/"+url.PathEscape(args[0])+"/recording", nil, cmd.OutOrStdout())
+			return g.call(cmd, "GET", "/v1/sessions/"+url.PathEscape(args[0])+"/recording", nil, cmd.OutOrStdout())
 		},
 	}
 	c.AddCommand(list, export)
@@ -85,13 +75,8 @@ func newReplayCmd(g *globals) *cobra.Command {
 		Short: "Play a recorded session in this terminal",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
 			var b []byte
-			if err := cl.Do(cmd.Context(), "GET", "/v1/sessions/"+url.PathEscape(args[0])+"/recording", nil, &b); err != nil {
+			if err := g.call(cmd, "GET", "/v1/sessions/"+url.PathEscape(args[0])+"/recording", nil, &b); err != nil {
 				return err
 			}
 			return replay(cmd, bytes.NewReader(b), speed, idle)

@@ -270,3 +270,45 @@ func (q *Queue) List(ctx context.Context) ([]storage.Request, error) {
 	}
 	return rs, nil
 }
+
+// Grants returns user's approved access windows that are open now.
+func (q *Queue) Grants(ctx context.Context, user string) ([]policy.Grant, error) {
+	rs, err := q.Store.Requests(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("approvals: %w", err)
+	}
+	now := q.now()
+	var out []policy.Grant
+	for _, r := range rs {
+		if r.Kind == storage.KindAccess && r.User == user && r.Status == storage.StatusApproved && now.Before(r.AccessUntil) {
+			out = append(out, policy.Grant{Target: r.Target, Until: r.AccessUntil})
+		}
+	}
+	return out, nil
+}
+
+// Ended returns approved access requests whose window has passed and that
+// have not been closed out yet.
+func (q *Queue) Ended(ctx context.Context) ([]storage.Request, error) {
+	rs, err := q.Store.Requests(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("approvals: %w", err)
+	}
+	now := q.now()
+	var out []storage.Request
+	for _, r := range rs {
+		if r.Kind == storage.KindAccess && r.Status == storage.StatusApproved && !now.Before(r.AccessUntil) && r.ClosedAt.IsZero() {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// MarkClosed records that an ended window was closed out.
+func (q *Queue) MarkClosed(ctx context.Context, id string) error {
+	_, err := q.Store.UpdateRequest(ctx, id, func(r *storage.Request) error {
+		r.ClosedAt = q.now().UTC()
+		return nil
+	})
+	return err
+}

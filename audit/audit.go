@@ -38,9 +38,12 @@ const (
 	RequestApproved = "request.approved"
 	RequestDenied   = "request.denied"
 	RequestExpired  = "request.expired"
-	PolicyReloaded  = "policy.reloaded"
-	PolicyRejected  = "policy.rejected"
-	ServerStarted   = "server.started"
+	// AccessEnded: a just-in-time access window closed (sessions ended,
+	// outliving certificates revoked).
+	AccessEnded    = "access.ended"
+	PolicyReloaded = "policy.reloaded"
+	PolicyRejected = "policy.rejected"
+	ServerStarted  = "server.started"
 	// SessionTerminated: someone ended a running session (the console).
 	SessionTerminated = "session.terminated"
 )

@@ -69,8 +69,8 @@ func (s *Server) authenticate(ctx context.Context, key gossh.PublicKey, remote n
 	if err != nil || rec.KeyID != cert.KeyId {
 		return nil, reasonUnknownCert, fmt.Errorf("bastion: certificate serial %d is not one this CA issued to a user: %v", cert.Serial, err)
 	}
-	u := &User{Name: rec.User, Groups: rec.Groups, Roles: rec.Roles, Cert: cert, Source: remote.String()}
-	if len(s.cfg.Policy.Current().RolesFor(u.Identity())) == 0 {
+	u := s.withGrants(ctx, &User{Name: rec.User, Groups: rec.Groups, Roles: rec.Roles, Cert: cert, Source: remote.String()})
+	if !s.cfg.Policy.Current().HasAccess(u.Identity()) {
 		return nil, reasonNoRole, fmt.Errorf("bastion: %s holds no role", u.Name)
 	}
 	return u, "", nil

@@ -88,6 +88,7 @@ func (s *Server) handleDirectTCPIP(srv *gliderssh.Server, conn *gossh.ServerConn
 		return
 	}
 	t, ref := resolveTarget(s.cfg.Targets(), d.DestAddr, d.DestPort)
+	u = s.withGrants(st.ctx, u)
 	if ref == nil {
 		if a := s.cfg.Policy.Current().AccessTo(u.Identity(), policyTarget(t)); !a.Allowed {
 			ref = &refusal{gossh.Prohibited, "you have no access to " + t.Name, "no_access"}
@@ -125,7 +126,7 @@ func (s *Server) handleDirectTCPIP(srv *gliderssh.Server, conn *gossh.ServerConn
 		go gossh.DiscardRequests(reqs)
 		s.metricStart(t.Kind)
 		defer s.metricEnd(t.Kind)
-		fs := forwarders.Session{ID: newID("s"), User: u.Name, Groups: u.Groups, Roles: u.Roles, Source: u.Source}
+		fs := forwarders.Session{ID: newID("s"), User: u.Name, Groups: u.Groups, Roles: u.Roles, Grants: u.Grants, Source: u.Source}
 		if err := f.Serve(ctx, ch, fs, t); err != nil {
 			s.log.Info("forwarder ended", "user", u.Name, "target", t.Name, "err", err)
 		}

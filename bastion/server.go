@@ -80,6 +80,8 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// LocalShell serves local targets; nil refuses them.
 	LocalShell LocalShell
+	// Grants returns a user's open just-in-time access windows.
+	Grants func(ctx context.Context, user string) ([]policy.Grant, error)
 }
 
 // LocalShell opens an in-process SSH connection that runs shells on the
@@ -101,28 +103,48 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*connState]struct{}
-	live  map[string]context.CancelCauseFunc // running sessions by id
+	live  map[string]liveSession // running sessions by id
 	wg    sync.WaitGroup                     // connection and session goroutines
 }
 
 // ErrNoSuchSession is returned by Terminate for a session not running here.
 var ErrNoSuchSession = errors.New("bastion: no such running session")
 
+type liveSession struct {
+	user, target string
+	cancel       context.CancelCauseFunc
+}
+
 // Terminate ends a running session on this bastion; the user sees reason.
 func (s *Server) Terminate(id string, reason error) error {
 	s.mu.Lock()
-	cancel, ok := s.live[id]
+	ls, ok := s.live[id]
 	s.mu.Unlock()
 	if !ok {
 		return ErrNoSuchSession
 	}
-	cancel(reason)
+	ls.cancel(reason)
 	return nil
 }
 
-func (s *Server) register(id string, cancel context.CancelCauseFunc) func() {
+// TerminateWhere ends every running session of user to target and returns
+// their ids.
+func (s *Server) TerminateWhere(user, target string, reason error) []string {
 	s.mu.Lock()
-	s.live[id] = cancel
+	var ended []string
+	for id, ls := range s.live {
+		if ls.user == user && ls.target == target {
+			ls.cancel(reason)
+			ended = append(ended, id)
+		}
+	}
+	s.mu.Unlock()
+	return ended
+}
+
+func (s *Server) register(id, user, target string, cancel context.CancelCauseFunc) func() {
+	s.mu.Lock()
+	s.live[id] = liveSession{user: user, target: target, cancel: cancel}
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
@@ -136,13 +158,29 @@ type User struct {
 	Name   string
 	Groups []string
 	Roles  []string
+	Grants []policy.Grant
 	Cert   *gossh.Certificate
 	Source string
 }
 
 // Identity converts u for policy evaluation.
 func (u *User) Identity() policy.Identity {
-	return policy.Identity{User: u.Name, Groups: u.Groups, Roles: u.Roles}
+	return policy.Identity{User: u.Name, Groups: u.Groups, Roles: u.Roles, Grants: u.Grants}
+}
+
+// withGrants returns u with its just-in-time grants as of now.
+func (s *Server) withGrants(ctx context.Context, u *User) *User {
+	if s.cfg.Grants == nil {
+		return u
+	}
+	g, err := s.cfg.Grants(ctx, u.Name)
+	if err != nil {
+		s.log.Error("cannot read access grants; none applied", "user", u.Name, "err", err)
+		g = nil
+	}
+	c := *u
+	c.Grants = g
+	return &c
 }
 
 // New builds a bastion from cfg.
@@ -172,7 +210,7 @@ func New(cfg Config) (*Server, error) {
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 		cfg.Dial = d.DialContext
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "bastion"), conns: map[*connState]struct{}{}, live: map[string]context.CancelCauseFunc{},
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "bastion"), conns: map[*connState]struct{}{}, live: map[string]liveSession{},
 		lim: newFailLimiter(cfg.Clock), keys: newHostKeys(cfg.Authority)}
 	s.srv = &gliderssh.Server{
 		HostSigners:          []gliderssh.Signer{cfg.HostSigner},

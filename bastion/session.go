@@ -111,16 +111,37 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 	}
 	ctx, cancel := context.WithCancelCause(ic.ctx)
 	defer cancel(nil)
-	defer s.register(ss.id, cancel)()
+	defer s.register(ss.id, ic.u.Name, ic.t.Name, cancel)()
+	// When the gate ends the session (revocation, an access window closing,
+	// an approver, shutdown), the user is told why before the channel
+	// closes: the message, exit status 255, EOF, close — in that order.
+	ended := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(ended)
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errConnClosed) && !errors.Is(cause, context.Canceled) {
 			ss.setEnd(cause.Error())
-			fmt.Fprintf(ch.Stderr(), "\r\njumpgate: session ended: %s\r\n", userReason(cause))
+			ss.log("session ended by the gate", "cause", cause)
+			msg := []byte("\r\njumpgate: session ended: " + userReason(cause) + "\r\n")
+			ss.mu.Lock()
+			interactive := ss.pty != nil
+			ss.mu.Unlock()
+			var w io.Writer = ch.Stderr()
+			if interactive {
+				w = ch
+			}
+			_, _ = w.Write(msg)
+			_, _ = ch.SendRequest("exit-status", false, gossh.Marshal(exitStatus{255}))
+			_ = ch.CloseWrite()
 		}
 		ch.Close()
 		up.Close()
 	})
-	defer stop()
+	defer func() {
+		if stop() {
+			close(ended)
+		}
+		<-ended
+	}()
 
 	var copiers sync.WaitGroup
 	// Target → user: stdout and stderr, recorded.
@@ -183,6 +204,7 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 		}
 	case <-reqsDone: // the user closed the channel
 	case <-ctx.Done():
+		<-ended // the gate's message goes out before the close
 	}
 	ch.Close()
 	up.Close()

@@ -16,13 +16,15 @@ type Session struct {
 	User   string
 	Groups []string
 	Roles  []string
+	// Grants are the user's open just-in-time access windows.
+	Grants []policy.Grant
 	// Source is the user's network address.
 	Source string
 }
 
 // Identity converts s for policy evaluation.
 func (s Session) Identity() policy.Identity {
-	return policy.Identity{User: s.User, Groups: s.Groups, Roles: s.Roles}
+	return policy.Identity{User: s.User, Groups: s.Groups, Roles: s.Roles, Grants: s.Grants}
 }
 
 // Stream is the channel a forwarder serves: an SSH direct-tcpip channel in

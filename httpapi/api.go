@@ -91,6 +91,8 @@ type API struct {
 	RecordingsDir string
 	// Targets returns the inventory.
 	Targets func() []config.Target
+	// Grants returns a user's open just-in-time access windows.
+	Grants func(ctx context.Context, user string) ([]policy.Grant, error)
 	// Extra registers more routes (sessions, requests, console).
 	Extra func(mux *http.ServeMux)
 
@@ -257,8 +259,14 @@ func (a *API) handleCertificate(w http.ResponseWriter, r *http.Request) {
 	}
 	pol := a.Policy.Current()
 	pid := policy.Identity{User: id.Username, Groups: id.Groups, Roles: id.Roles}
+	if a.Grants != nil {
+		if pid.Grants, err = a.Grants(ctx, id.Username); err != nil {
+			a.fail(ctx, w, r, apiErr(http.StatusServiceUnavailable, "access grants cannot be read; try again", err), id.Username, "")
+			return
+		}
+	}
 	roles := pol.RolesFor(pid)
-	if len(roles) == 0 {
+	if !pol.HasAccess(pid) {
 		a.fail(ctx, w, r, apiErr(http.StatusForbidden, "no role in policy grants you access", nil), id.Username, reasonNoRole)
 		return
 	}

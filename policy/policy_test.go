@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 const samplePolicy = `
@@ -211,5 +212,30 @@ func TestReloadKeepsOldPolicyOnError(t *testing.T) {
 	os.WriteFile(file, []byte("roles:\n  - name: x\n    groups: [g]\n    logins: [ok]\n"), 0o600)
 	if changed, err := s.Reload(); err != nil || !changed || len(s.Current().Roles) != 1 {
 		t.Fatalf("valid policy not loaded: %v %v", changed, err)
+	}
+}
+
+func TestJustInTimeGrant(t *testing.T) {
+	p := mustParse(t, samplePolicy)
+	now := time.Unix(1_000_000, 0)
+	prod := Target{Name: "web-2", Kind: "ssh", Labels: map[string]string{"env": "prod"}}
+	alice := Identity{User: "alice", Groups: []string{"engineering"}, Now: now}
+	if p.AccessTo(alice, prod).Allowed {
+		t.Fatal("prod reachable without a grant")
+	}
+	alice.Grants = []Grant{{Target: "web-2", Until: now.Add(time.Hour)}}
+	if a := p.AccessTo(alice, prod); !a.Allowed || strings.Join(a.Logins, ",") != "ubuntu" {
+		t.Fatalf("grant: %+v", a)
+	}
+	if p.AccessTo(alice, Target{Name: "web-3", Labels: map[string]string{"env": "prod"}}).Allowed {
+		t.Fatal("a grant for web-2 opened web-3")
+	}
+	alice.Now = now.Add(time.Hour)
+	if p.AccessTo(alice, prod).Allowed {
+		t.Fatal("grant still open after its window")
+	}
+	nobody := Identity{User: "eve", Grants: []Grant{{Target: "web-2", Until: now.Add(time.Minute)}}, Now: now}
+	if !p.HasAccess(nobody) || p.HasAccess(Identity{User: "eve", Now: now}) {
+		t.Fatal("HasAccess wrong")
 	}
 }

@@ -27,7 +27,9 @@ import (
 	"github.com/jumpgate/jumpgate/identity"
 	"github.com/jumpgate/jumpgate/login"
 	"github.com/jumpgate/jumpgate/metrics"
+	"github.com/jumpgate/jumpgate/policy"
 	"github.com/jumpgate/jumpgate/sshauth"
+	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/web"
 )
 
@@ -167,6 +169,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			Targets: func() []config.Target { return *targets.Load() }, RecordingsDir: cfg.Recordings.Dir,
 			FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Metrics: m, Logger: log, Replica: replica, LocalShell: opts.LocalShell,
+			Grants: queue.Grants,
 		})
 		if err != nil {
 			return err
@@ -176,7 +179,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 	// HTTPS API.
 	api := core.API(queue)
-	api.Tokens, api.Metrics = verifier, m
+	api.Tokens, api.Metrics, api.Grants = verifier, m, queue.Grants
 	api.Targets = func() []config.Target { return *targets.Load() }
 	api.Config = httpapi.PublicConfig{Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID,
 		Scopes: cfg.OIDC.Scopes, DeviceFlow: true, SSHAddress: advertisedSSH(cfg, ready.SSHAddr), Dev: cfg.Dev}
@@ -300,6 +303,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		serve("https", func() error { return httpsSrv.ServeTLS(httpsLn, "", "") })
 	}
 	serve("admin", func() error { return adminSrv.Serve(adminLn) })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		closeAccessWindows(runCtx, core, queue, bas, log)
+	}()
 	_, _ = core.Audit.Emit(ctx, audit.Event{Type: audit.ServerStarted, Details: map[string]any{"replica": replica, "ssh": ready.SSHAddr, "https": ready.HTTPSAddr}})
 	log.Info("jumpgate running", "ssh", ready.SSHAddr, "https", ready.HTTPSAddr, "admin_socket", sock, "data_dir", cfg.DataDir)
 	if opts.OnReady != nil {
@@ -327,6 +335,69 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	_ = adminSrv.Shutdown(sctx)
 	stop()
 	return runErr
+}
+
+// closeAccessWindows ends just-in-time access when its window closes: the
+// user's open sessions to the target are ended with a message, and
+// certificates issued during the window that outlive it are revoked.
+func closeAccessWindows(ctx context.Context, core *Core, queue *approvals.Queue, bas *bastion.Server, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ended, err := queue.Ended(ctx)
+		if err != nil {
+			log.Error("access windows", "err", err)
+			continue
+		}
+		for _, r := range ended {
+			if err := closeWindow(ctx, core, queue, bas, r); err != nil {
+				log.Error("closing an access window", "request", r.ID, "err", err)
+				continue
+			}
+			log.Info("access window closed", "request", r.ID, "user", r.User, "target", r.Target)
+		}
+	}
+}
+
+func closeWindow(ctx context.Context, core *Core, queue *approvals.Queue, bas *bastion.Server, r storage.Request) error {
+	id := policy.Identity{User: r.User, Groups: r.Groups}
+	if grants, err := queue.Grants(ctx, r.User); err == nil {
+		id.Grants = grants // another window to the same target may still be open
+	}
+	var sessions []string
+	tgt := policy.Target{Name: r.Target}
+	for _, t := range core.Cfg.Targets {
+		if t.Name == r.Target {
+			tgt = policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+		}
+	}
+	if bas != nil && !core.Policy.Current().AccessTo(id, tgt).Allowed {
+		sessions = bas.TerminateWhere(r.User, r.Target, fmt.Errorf("your just-in-time access to %s (request %s) has ended", r.Target, r.ID))
+	}
+	certs, err := core.Store.CertsByUser(ctx, r.User)
+	if err != nil {
+		return err
+	}
+	var revoked []uint64
+	for _, c := range certs {
+		if c.ValidUntil.After(r.AccessUntil) && !c.IssuedAt.Before(r.DecidedAt) && !c.IssuedAt.After(r.AccessUntil) {
+			if err := core.Revocations.Revoke(ctx, storage.Revocation{Serial: c.Serial, By: "jumpgate", Reason: "access window " + r.ID + " ended", At: time.Now().UTC()}); err != nil {
+				return err
+			}
+			revoked = append(revoked, c.Serial)
+		}
+	}
+	if _, err := core.Audit.Emit(ctx, audit.Event{Type: audit.AccessEnded, User: r.User, Target: r.Target, Details: map[string]any{
+		"request": r.ID, "sessions_ended": sessions, "revoked_serials": revoked, "until": r.AccessUntil,
+	}}); err != nil {
+		return err
+	}
+	return queue.MarkClosed(ctx, r.ID)
 }
 
 // reload handles SIGHUP.

@@ -88,6 +88,9 @@ type Request struct {
 	DecidedBy      string    `json:"decided_by,omitempty"`
 	DecidedAt      time.Time `json:"decided_at,omitzero"`
 	DecisionReason string    `json:"decision_reason,omitempty"`
+	// ClosedAt is when an approved access window was closed out (its
+	// sessions ended, outliving certificates revoked).
+	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
 
 // Session statuses.

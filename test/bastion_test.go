@@ -35,7 +35,7 @@ roles:
 commands:
   block: ['^\s*rm\s+-rf\s+/(\s|$)', 'mkfs', '^\s*(shutdown|reboot)\b']
   review: ['^\s*sudo\b', 'held-command']
-requests: {approvers: [{groups: [sre-leads]}]}
+requests: {approvers: [{groups: [sre-leads]}], max_duration: 4h}
 auditors: [{groups: [security]}]
 admins: [{groups: [sre-leads]}]
 `

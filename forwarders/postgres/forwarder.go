@@ -162,6 +162,7 @@ func (e *userError) Unwrap() error { return e.cause }
 // Serve implements forwarders.Forwarder.
 func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forwarders.Session, t config.Target) error {
 	log := f.log.With("session", s.ID, "user", s.User, "target", t.Name)
+	defer conn.Close()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -170,6 +171,12 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 	timer := time.AfterFunc(f.cfg.StartupTimeout, func() { cancel(fmt.Errorf("%w: startup timed out", ErrStartup)) })
 	startup, err := f.readStartup(conn, t)
 	if err != nil || startup == nil {
+		if err != nil {
+			// Let the client read the error instead of a reset: half-close,
+			// then drain what it sent (bounded by the startup timer).
+			_ = conn.CloseWrite()
+			_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+		}
 		timer.Stop()
 		if c := context.Cause(ctx); c != nil && errors.Is(c, ErrStartup) {
 			err = c

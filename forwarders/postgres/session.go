@@ -1,0 +1,962 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/forwarders"
+	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/storage"
+)
+
+// prepStmt is a prepared statement known to the forwarder.
+type prepStmt struct {
+	name   string
+	stmts  []Statement
+	held   bool
+	mu     sync.Mutex
+	fields []field // from Describe, nil until known
+	copy   *copyPlan
+}
+
+func (p *prepStmt) kinds() []string {
+	var k []string
+	for _, s := range p.stmts {
+		k = appendUniq(k, s.Kinds...)
+	}
+	return k
+}
+
+type portal struct {
+	stmt    *prepStmt
+	formats []int16
+	mu      sync.Mutex
+	fields  []field // from Describe portal
+}
+
+// pending is one client message whose response the upstream will send.
+type pending struct {
+	kind    byte // Q P B D E C S F
+	stmt    *prepStmt
+	portal  *portal
+	swallow bool   // an injected Describe: answer not forwarded
+	nonce   string // an injected error: replace it with reason
+	reason  string
+	start   time.Time
+	idx     int // statement index within a simple query
+	rows    int64
+}
+
+type session struct {
+	f      *Forwarder
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	s      forwarders.Session
+	t      config.Target
+	pt     policy.Target
+	id     policy.Identity
+	client forwarders.Stream
+	up     net.Conn
+	proto  uint32
+
+	cw   *bufio.Writer // to the client; guarded by cwMu
+	cwMu sync.Mutex
+	uw   *bufio.Writer // to the upstream; client loop only
+
+	mu        sync.Mutex
+	queue     []*pending
+	stmts     map[string]*prepStmt
+	portals   map[string]*portal
+	sqlPrep   map[string][]string // SQL-level PREPAREd statements → kinds
+	discard   bool
+	auditBad  error
+	plan      *rowPlan // current result's plan (server loop)
+	planKnown bool
+	copyPlan  *copyPlan // current COPY OUT plan (server loop)
+	auditCh   chan audit.Event
+	scratch   []byte
+}
+
+func (ss *session) run(hc *pgconn.HijackedConn) error {
+	defer ss.up.Close()
+	ss.cw = bufio.NewWriterSize(ss.client, 32*1024)
+	ss.uw = bufio.NewWriterSize(ss.up, 32*1024)
+	ss.stmts = map[string]*prepStmt{}
+	ss.portals = map[string]*portal{}
+	ss.sqlPrep = map[string][]string{}
+	stopUp := context.AfterFunc(ss.ctx, func() { ss.up.Close() })
+	defer stopUp()
+
+	// Tell the client it is in.
+	pid, secret, drop := ss.f.newKey(ss.t, ss.proto, hc.PID, hc.SecretKey)
+	defer drop()
+	out := binary.BigEndian.AppendUint32([]byte{'R'}, 8)
+	out = binary.BigEndian.AppendUint32(out, 0)
+	keys := make([]string, 0, len(hc.ParameterStatuses))
+	for k := range hc.ParameterStatuses {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		body := append(append(append([]byte(k), 0), hc.ParameterStatuses[k]...), 0)
+		out = append(binary.BigEndian.AppendUint32(append(out, 'S'), uint32(len(body)+4)), body...)
+	}
+	kb := append(binary.BigEndian.AppendUint32(nil, pid), secret...)
+	out = append(binary.BigEndian.AppendUint32(append(out, 'K'), uint32(len(kb)+4)), kb...)
+	out = append(out, 'Z', 0, 0, 0, 5, hc.TxStatus)
+	if _, err := ss.client.Write(out); err != nil {
+		return err
+	}
+	if err := ss.checkParams(hc.ParameterStatuses); err != nil {
+		ss.fatal("0A000", "jumpgate: "+err.Error())
+		return err
+	}
+
+	ss.auditCh = make(chan audit.Event, 256)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ss.auditLoop() }()
+	serverErr := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		err := ss.serverLoop()
+		serverErr <- err
+		ss.cancel(fmt.Errorf("postgres: upstream ended: %w", err))
+	}()
+	err := ss.clientLoop()
+	ss.cancel(fmt.Errorf("postgres: client ended: %w", err))
+	ss.up.Close()
+	serr := <-serverErr
+	close(ss.auditCh)
+	wg.Wait()
+	ss.client.Close()
+	switch {
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		if serr != nil && !errors.Is(serr, io.EOF) && !errors.Is(serr, net.ErrClosed) && !errors.Is(serr, io.ErrUnexpectedEOF) {
+			return serr
+		}
+		return nil
+	}
+	return err
+}
+
+// checkParams refuses settings under which pg_query would lex statements
+// differently from the server.
+func (ss *session) checkParams(p map[string]string) error {
+	if v, ok := p["client_encoding"]; ok && !strings.EqualFold(v, "UTF8") {
+		return fmt.Errorf("%w: client_encoding %s (only UTF8 is supported)", ErrUnsafeSetting, v)
+	}
+	if v, ok := p["standard_conforming_strings"]; ok && v != "on" {
+		return fmt.Errorf("%w: standard_conforming_strings %s", ErrUnsafeSetting, v)
+	}
+	return nil
+}
+
+func (ss *session) fatal(code, msg string) {
+	ss.cwMu.Lock()
+	defer ss.cwMu.Unlock()
+	_ = writeMsg(ss.cw, 'E', errorBody("FATAL", code, msg))
+	_ = ss.cw.Flush()
+}
+
+// ---------------------------------------------------------------- client → upstream
+
+func (ss *session) push(p *pending) {
+	ss.mu.Lock()
+	ss.queue = append(ss.queue, p)
+	ss.mu.Unlock()
+}
+
+func (ss *session) clientLoop() error {
+	r := newMsgReader(ss.client, ss.f.cfg.MaxMessageSize)
+	for {
+		if r.r.Buffered() == 0 {
+			if err := ss.uw.Flush(); err != nil {
+				return err
+			}
+		}
+		typ, body, err := r.next()
+		if err != nil {
+			if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrBadLength) {
+				ss.log.Warn("bad client message", "err", err)
+				ss.fatal("08P01", "jumpgate: "+err.Error())
+			}
+			return err
+		}
+		if err := ss.clientMsg(typ, body); err != nil {
+			var ue *userError
+			if errors.As(err, &ue) {
+				ss.log.Warn("client protocol error", "err", err)
+				ss.fatal(ue.code, ue.msg)
+			}
+			return err
+		}
+	}
+}
+
+func (ss *session) forward(typ byte, body []byte) error { return writeMsg(ss.uw, typ, body) }
+
+func (ss *session) clientMsg(typ byte, body []byte) error {
+	if ss.discard && typ != 'S' {
+		return nil
+	}
+	ss.mu.Lock()
+	bad := ss.auditBad
+	ss.mu.Unlock()
+	if bad != nil {
+		return &userError{"58000", "jumpgate: the audit log cannot be written; the session is closed", bad}
+	}
+	switch typ {
+	case 'Q':
+		q, _, err := cstr(body)
+		if err != nil {
+			return &userError{"08P01", "jumpgate: malformed Query message", err}
+		}
+		return ss.query(q, body)
+	case 'P':
+		pm, err := decodeParse(body)
+		if err != nil {
+			return &userError{"08P01", "jumpgate: malformed Parse message", err}
+		}
+		return ss.parse(pm, body)
+	case 'B':
+		bm, err := decodeBind(body)
+		if err != nil {
+			return &userError{"08P01", "jumpgate: malformed Bind message", err}
+		}
+		ss.mu.Lock()
+		st := ss.stmts[bm.stmt]
+		ss.mu.Unlock()
+		pt := &portal{stmt: st, formats: bm.results}
+		ss.mu.Lock()
+		ss.portals[bm.portal] = pt
+		ss.mu.Unlock()
+		ss.push(&pending{kind: 'B', portal: pt})
+		return ss.forward(typ, body)
+	case 'D':
+		if len(body) < 2 {
+			return &userError{"08P01", "jumpgate: malformed Describe message", ErrBadMessage}
+		}
+		name, _, err := cstr(body[1:])
+		if err != nil {
+			return &userError{"08P01", "jumpgate: malformed Describe message", err}
+		}
+		p := &pending{kind: 'D'}
+		ss.mu.Lock()
+		if body[0] == 'S' {
+			p.stmt = ss.stmts[name]
+		} else {
+			p.portal = ss.portals[name]
+		}
+		ss.mu.Unlock()
+		ss.push(p)
+		return ss.forward(typ, body)
+	case 'E':
+		name, _, err := cstr(body)
+		if err != nil {
+			return &userError{"08P01", "jumpgate: malformed Execute message", err}
+		}
+		return ss.execute(name, body)
+	case 'C':
+		if len(body) < 2 {
+			return &userError{"08P01", "jumpgate: malformed Close message", ErrBadMessage}
+		}
+		name, _, _ := cstr(body[1:])
+		ss.mu.Lock()
+		if body[0] == 'S' {
+			delete(ss.stmts, name)
+		} else {
+			delete(ss.portals, name)
+		}
+		ss.mu.Unlock()
+		ss.push(&pending{kind: 'C'})
+		return ss.forward(typ, body)
+	case 'S':
+		ss.discard = false
+		ss.push(&pending{kind: 'S'})
+		return ss.forward(typ, body)
+	case 'H':
+		return ss.forward(typ, body)
+	case 'd', 'c', 'f':
+		return ss.forward(typ, body)
+	case 'F':
+		st := Statement{Text: "<function call>", SQLStatement: policy.SQLStatement{Kinds: []string{"function_call", "write"}}}
+		if len(body) >= 4 {
+			st.Text = fmt.Sprintf("<function call oid %d>", binary.BigEndian.Uint32(body))
+		}
+		dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).Decide(st.SQLStatement)
+		if ok, reason := ss.decide(dec, []Statement{st}, "simple"); !ok {
+			return ss.inject('Q', reason, nil)
+		}
+		ss.push(&pending{kind: 'F', stmt: &prepStmt{stmts: []Statement{st}}, start: ss.f.cfg.Clock()})
+		return ss.forward(typ, body)
+	case 'X':
+		_ = ss.forward(typ, body)
+		_ = ss.uw.Flush()
+		return io.EOF
+	default:
+		return &userError{"08P01", fmt.Sprintf("jumpgate: unexpected message type %q", typ), ErrBadMessage}
+	}
+}
+
+func (ss *session) preparedLookup(name string) ([]string, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if k, ok := ss.sqlPrep[name]; ok {
+		return k, true
+	}
+	if st, ok := ss.stmts[name]; ok && name != "" {
+		return st.kinds(), true
+	}
+	return nil, false
+}
+
+// decide applies a decision; held statements wait here. It returns false
+// and the user-facing reason when the statement must not run.
+func (ss *session) decide(dec policy.Decision, sts []Statement, protocol string) (bool, string) {
+	text := joinTexts(sts)
+	switch dec.Action {
+	case policy.ActionBlock:
+		ss.emitNow(audit.SQLBlocked, map[string]any{"text": ss.auditText(text, protocol), "rule": dec.Rule, "reason": dec.Reason, "kinds": kindsOf(sts)})
+		return false, "jumpgate: " + dec.Reason
+	case policy.ActionReview:
+		return ss.hold(dec, text, protocol)
+	}
+	return true, ""
+}
+
+func kindsOf(sts []Statement) []string {
+	var k []string
+	for _, s := range sts {
+		k = appendUniq(k, s.Kinds...)
+	}
+	slices.Sort(k)
+	return k
+}
+
+func joinTexts(sts []Statement) string {
+	t := make([]string, len(sts))
+	for i, s := range sts {
+		t[i] = s.Text
+	}
+	return strings.Join(t, "; ")
+}
+
+func (ss *session) hold(dec policy.Decision, text, protocol string) (bool, string) {
+	if ss.f.cfg.Approvals == nil {
+		return false, "jumpgate: " + dec.Reason + "; no approval queue is configured, so it is refused"
+	}
+	_ = ss.uw.Flush()
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.f.cfg.HoldTimeout)
+	defer cancel()
+	req, err := ss.f.cfg.Approvals.Create(ctx, storage.Request{Kind: storage.KindSQL, User: ss.s.User, Groups: ss.s.Groups,
+		Target: ss.t.Name, What: ss.auditText(text, protocol), Reason: dec.Reason, Session: ss.s.ID}, ss.f.cfg.HoldTimeout)
+	if err != nil {
+		ss.log.Error("cannot hold statement", "err", err)
+		return false, "jumpgate: " + dec.Reason + "; the hold could not be recorded, so it is refused"
+	}
+	ss.notice(fmt.Sprintf("jumpgate: %s; waiting for approval of request %s (jumpgate approve %s)", dec.Reason, req.ID, req.ID))
+	got, err := ss.f.cfg.Approvals.Wait(ctx, req.ID)
+	if err != nil {
+		return false, fmt.Sprintf("jumpgate: request %s was not decided in time; the statement did not run", req.ID)
+	}
+	if got.Status != storage.StatusApproved {
+		return false, fmt.Sprintf("jumpgate: request %s was %s; the statement did not run", req.ID, got.Status)
+	}
+	return true, ""
+}
+
+func (ss *session) notice(msg string) {
+	ss.cwMu.Lock()
+	defer ss.cwMu.Unlock()
+	_ = writeMsg(ss.cw, 'N', errorBody("NOTICE", "00000", msg))
+	_ = ss.cw.Flush()
+}
+
+// inject makes the upstream fail at this point of the stream, exactly where
+// the refused message was, so transaction state and discard-until-Sync
+// follow the server's own rules; the server loop replaces the upstream's
+// error with reason.
+func (ss *session) inject(kind byte, reason string, st *prepStmt) error {
+	nb := make([]byte, 8)
+	_, _ = rand.Read(nb)
+	nonce := "jumpgate_refused_" + hex.EncodeToString(nb)
+	ss.push(&pending{kind: kind, nonce: nonce, reason: reason, stmt: st})
+	if kind == 'Q' {
+		return ss.forward('Q', append([]byte(nonce), 0))
+	}
+	ss.discard = true
+	return ss.forward('P', append(append([]byte{0}, nonce...), 0, 0, 0))
+}
+
+func (ss *session) query(q string, body []byte) error {
+	sts, perr := Classify(q, ss.preparedLookup)
+	if perr != nil {
+		ss.log.Debug("statement does not parse", "err", perr)
+	}
+	dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).DecideAll(policyStatements(sts))
+	ps := &prepStmt{stmts: sts}
+	if ok, reason := ss.decide(dec, sts, "simple"); !ok {
+		return ss.inject('Q', reason, ps)
+	}
+	if reason := ss.prepareCopy(ps); reason != "" {
+		return ss.inject('Q', reason, ps)
+	}
+	ss.mu.Lock()
+	for _, s := range sts {
+		if s.Prepare != "" {
+			ss.sqlPrep[s.Prepare] = s.PreparedKinds
+		}
+		if s.Deallocate == "*" {
+			ss.sqlPrep = map[string][]string{}
+		} else if s.Deallocate != "" {
+			delete(ss.sqlPrep, s.Deallocate)
+		}
+	}
+	ss.mu.Unlock()
+	ss.push(&pending{kind: 'Q', stmt: ps, start: ss.f.cfg.Clock()})
+	return ss.forward('Q', body)
+}
+
+func policyStatements(sts []Statement) []policy.SQLStatement {
+	out := make([]policy.SQLStatement, len(sts))
+	for i, s := range sts {
+		out[i] = s.SQLStatement
+	}
+	return out
+}
+
+func (ss *session) parse(pm parseMsg, body []byte) error {
+	sts, _ := Classify(pm.query, ss.preparedLookup)
+	if len(sts) > 1 {
+		return ss.inject('P', "jumpgate: cannot insert multiple commands into a prepared statement", nil)
+	}
+	dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).DecideAll(policyStatements(sts))
+	ps := &prepStmt{name: pm.name, stmts: sts}
+	switch dec.Action {
+	case policy.ActionBlock:
+		_, reason := ss.decide(dec, sts, "extended")
+		return ss.inject('P', reason, ps)
+	case policy.ActionReview:
+		ps.held = true // decided at each Execute
+	}
+	if reason := ss.prepareCopy(ps); reason != "" {
+		return ss.inject('P', reason, ps)
+	}
+	ss.mu.Lock()
+	ss.stmts[pm.name] = ps
+	ss.mu.Unlock()
+	ss.push(&pending{kind: 'P', stmt: ps})
+	return ss.forward('P', body)
+}
+
+func (ss *session) execute(name string, body []byte) error {
+	ss.mu.Lock()
+	pt := ss.portals[name]
+	ss.mu.Unlock()
+	if pt == nil || pt.stmt == nil {
+		// The server reports the missing portal or statement itself.
+		ss.push(&pending{kind: 'E', portal: pt, start: ss.f.cfg.Clock()})
+		return ss.forward('E', body)
+	}
+	if pt.stmt.held {
+		dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).DecideAll(policyStatements(pt.stmt.stmts))
+		if ok, reason := ss.decide(dec, pt.stmt.stmts, "extended"); !ok {
+			return ss.inject('P', reason, pt.stmt)
+		}
+	}
+	// A driver that cached the statement may never have described it:
+	// describe the portal ourselves so its rows can be masked.
+	if !ss.masks().Empty() {
+		pt.stmt.mu.Lock()
+		known := pt.stmt.fields != nil
+		pt.stmt.mu.Unlock()
+		pt.mu.Lock()
+		known = known || pt.fields != nil
+		pt.mu.Unlock()
+		if !known {
+			ss.push(&pending{kind: 'D', portal: pt, swallow: true})
+			if err := ss.forward('D', append(append([]byte{'P'}, name...), 0)); err != nil {
+				return err
+			}
+		}
+	}
+	ss.push(&pending{kind: 'E', portal: pt, stmt: pt.stmt, start: ss.f.cfg.Clock()})
+	return ss.forward('E', body)
+}
+
+func (ss *session) masks() policy.MaskSet {
+	return ss.f.cfg.Policy.Current().MaskRules(ss.id, ss.pt)
+}
+
+// prepareCopy computes the mask plan of a COPY TO STDOUT; a non-empty
+// result refuses the statement.
+func (ss *session) prepareCopy(ps *prepStmt) string {
+	m := ss.masks()
+	for _, s := range ps.stmts {
+		if !s.CopyOut || m.Empty() {
+			continue
+		}
+		if s.CopyBinary {
+			return "jumpgate: binary COPY output cannot be masked; use text or csv format"
+		}
+		cp := &copyPlan{det: newDetectors(m.Patterns), delim: '\t'}
+		low := strings.ToLower(s.Text)
+		if strings.Contains(low, "csv") {
+			cp.csv, cp.delim = true, ','
+		}
+		if i := strings.Index(low, "delimiter"); i >= 0 {
+			if j := strings.IndexByte(s.Text[i:], '\''); j >= 0 && i+j+1 < len(s.Text) {
+				cp.delim = s.Text[i+j+1]
+			}
+		}
+		if m.HasColumns() {
+			ctx, cancel := context.WithTimeout(ss.ctx, ss.f.cfg.StartupTimeout)
+			cat := ss.f.catalogFor(ss.t)
+			switch {
+			case s.CopyRelation != "":
+				table, cols, err := cat.columnsOf(ctx, relationText(s.Text, s.CopyRelation))
+				if err != nil {
+					cancel()
+					ss.log.Warn("copy mask plan", "err", err)
+					return "jumpgate: cannot work out which columns of this COPY to mask, so it is refused"
+				}
+				if len(s.CopyColumns) > 0 {
+					cols = s.CopyColumns
+				}
+				for _, c := range cols {
+					cp.whole = append(cp.whole, m.MaskColumn(table, c))
+				}
+			default:
+				fs, err := cat.describe(ctx, s.CopyQuery)
+				if err != nil {
+					cancel()
+					ss.log.Warn("copy mask plan", "err", err)
+					return "jumpgate: cannot work out which columns of this COPY to mask, so it is refused"
+				}
+				plan := ss.planFor(fs, &s)
+				for _, c := range plan.cols {
+					cp.whole = append(cp.whole, c.whole)
+				}
+			}
+			cancel()
+		}
+		ps.copy = cp
+	}
+	return ""
+}
+
+// relationText returns the relation as written in a COPY (schema-qualified
+// when it was), falling back to the bare name.
+func relationText(text, rel string) string {
+	tree, err := pg_query.Parse(text)
+	if err == nil && len(tree.Stmts) == 1 {
+		if c := tree.Stmts[0].Stmt.GetCopyStmt(); c != nil && c.Relation != nil {
+			if c.Relation.Schemaname != "" {
+				return quoteIdent(c.Relation.Schemaname) + "." + quoteIdent(c.Relation.Relname)
+			}
+			return quoteIdent(c.Relation.Relname)
+		}
+	}
+	return quoteIdent(rel)
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// planFor computes the masks of a result described by fs.
+func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
+	m := ss.masks()
+	if m.Empty() {
+		return nil
+	}
+	p := &rowPlan{cols: make([]colMask, len(fs)), det: newDetectors(m.Patterns)}
+	derived := false
+	if st != nil && m.HasColumns() {
+		for _, c := range st.Columns {
+			derived = derived || m.MaskColumnName(c)
+		}
+		if st.WholeRow {
+			for _, r := range st.Relations {
+				derived = derived || m.MaskTable(r)
+			}
+		}
+	}
+	var cat *catalog
+	for i, f := range fs {
+		c := colMask{typ: f.typeOID, format: f.format, patterns: p.det != nil}
+		switch {
+		case !m.HasColumns():
+		case f.tableOID == 0:
+			c.whole = derived
+		default:
+			if cat == nil {
+				cat = ss.f.catalogFor(ss.t)
+			}
+			ctx, cancel := context.WithTimeout(ss.ctx, ss.f.cfg.StartupTimeout)
+			rel, err := cat.relation(ctx, f.tableOID)
+			cancel()
+			if err != nil {
+				ss.log.Warn("catalog lookup failed; masking the column", "err", err)
+				c.whole = true
+				break
+			}
+			col, ok := rel.cols[f.attnum]
+			c.whole = !ok || m.MaskColumn(rel.name, col) || derived && !ok
+		}
+		p.cols[i] = c
+	}
+	return p
+}
+
+// ---------------------------------------------------------------- upstream → client
+
+func (ss *session) front() *pending {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.queue) == 0 {
+		return nil
+	}
+	return ss.queue[0]
+}
+
+func (ss *session) pop() *pending {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.queue) == 0 {
+		return nil
+	}
+	p := ss.queue[0]
+	ss.queue = ss.queue[1:]
+	return p
+}
+
+// popUntilSync drops answers the server will not send after an error.
+func (ss *session) popUntilSync() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for len(ss.queue) > 0 && ss.queue[0].kind != 'S' && ss.queue[0].kind != 'Q' && ss.queue[0].kind != 'F' {
+		ss.queue = ss.queue[1:]
+	}
+}
+
+func (ss *session) toClient(typ byte, body []byte, r *msgReader) error {
+	ss.cwMu.Lock()
+	err := writeMsg(ss.cw, typ, body)
+	if err == nil && r.r.Buffered() == 0 {
+		err = ss.cw.Flush()
+	}
+	ss.cwMu.Unlock()
+	return err
+}
+
+func (ss *session) serverLoop() error {
+	r := newMsgReader(ss.up, ss.f.cfg.MaxServerMessageSize)
+	params := map[string]string{}
+	for {
+		typ, body, err := r.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+				if ss.ctx.Err() == nil {
+					ss.log.Warn("upstream closed the connection")
+					ss.fatal("08006", "jumpgate: the database closed the connection")
+				}
+			} else {
+				ss.log.Warn("bad upstream message", "err", err)
+				ss.fatal("08P01", "jumpgate: the database sent an invalid message; the connection is closed")
+			}
+			return err
+		}
+		out := body
+		forward := true
+		switch typ {
+		case 'D':
+			if !ss.planKnown {
+				ss.plan, ss.planKnown = ss.planForCurrent(), true
+			}
+			if ss.plan != nil {
+				out, err = ss.plan.rewriteRow(ss.scratch, body)
+				if err != nil {
+					ss.fatal("08P01", "jumpgate: the database sent an invalid row")
+					return err
+				}
+				if len(out) > 0 && &out[0] != &body[0] {
+					ss.scratch = out
+				}
+			}
+			if p := ss.front(); p != nil {
+				p.rows++
+			}
+		case 'd':
+			if ss.copyPlan != nil {
+				out = ss.copyPlan.rewriteCopy(body)
+			}
+		case 'T':
+			fs, err := decodeRowDesc(body)
+			if err != nil {
+				ss.fatal("08P01", "jumpgate: the database sent an invalid row description")
+				return err
+			}
+			p := ss.front()
+			switch {
+			case p != nil && p.kind == 'D':
+				ss.pop()
+				forward = !p.swallow
+				if p.stmt != nil {
+					p.stmt.mu.Lock()
+					p.stmt.fields = fs
+					p.stmt.mu.Unlock()
+				}
+				if p.portal != nil {
+					p.portal.mu.Lock()
+					p.portal.fields = fs
+					p.portal.mu.Unlock()
+				}
+			case p != nil && p.kind == 'Q':
+				var st *Statement
+				if p.stmt != nil && p.idx < len(p.stmt.stmts) {
+					st = &p.stmt.stmts[p.idx]
+				}
+				ss.plan, ss.planKnown = ss.planFor(fs, st), true
+			}
+		case 'n':
+			if p := ss.front(); p != nil && p.kind == 'D' {
+				ss.pop()
+				forward = !p.swallow
+				if p.stmt != nil {
+					p.stmt.mu.Lock()
+					p.stmt.fields = []field{}
+					p.stmt.mu.Unlock()
+				}
+				if p.portal != nil {
+					p.portal.mu.Lock()
+					p.portal.fields = []field{}
+					p.portal.mu.Unlock()
+				}
+			}
+		case '1', '2', '3':
+			ss.pop()
+		case 'H':
+			if p := ss.front(); p != nil && p.stmt != nil {
+				ss.copyPlan = p.stmt.copy
+				if p.stmt.copy == nil && !ss.masks().Empty() {
+					ss.copyPlan = &copyPlan{det: newDetectors(ss.masks().Patterns), delim: '\t'}
+				}
+			}
+		case 'W':
+			ss.fatal("0A000", "jumpgate: COPY BOTH (replication) is not supported")
+			return fmt.Errorf("postgres: copy both refused")
+		case 'C', 'I', 's':
+			p := ss.front()
+			if p != nil {
+				ss.complete(p, typ, body, "")
+				if p.kind == 'E' {
+					ss.pop()
+				} else if p.kind == 'Q' {
+					p.idx++
+					p.rows = 0
+					p.start = ss.f.cfg.Clock()
+				}
+			}
+			ss.plan, ss.planKnown, ss.copyPlan = nil, false, nil
+		case 'E':
+			p := ss.front()
+			if p != nil && p.nonce != "" {
+				if _, msg := errorMessage(body); strings.Contains(msg, p.nonce) {
+					out = errorBody("ERROR", "42501", p.reason)
+				}
+			} else if p != nil {
+				_, msg := errorMessage(body)
+				ss.complete(p, typ, body, msg)
+			}
+			ss.plan, ss.planKnown, ss.copyPlan = nil, false, nil
+			if p != nil && p.kind != 'Q' && p.kind != 'F' {
+				ss.popUntilSync()
+			}
+		case 'Z':
+			if p := ss.front(); p != nil && p.kind == 'F' {
+				ss.complete(p, 'C', nil, "")
+			}
+			ss.pop()
+			ss.plan, ss.planKnown, ss.copyPlan = nil, false, nil
+			if err := ss.checkParams(params); err != nil {
+				ss.fatal("0A000", "jumpgate: "+err.Error()+"; the connection is closed")
+				return err
+			}
+		case 'S':
+			k, rest, err := cstr(body)
+			if err == nil {
+				if v, _, err := cstr(rest); err == nil {
+					params[k] = v
+				}
+			}
+		case 'R', 'K', 'v':
+			ss.fatal("08P01", "jumpgate: the database sent an unexpected message")
+			return fmt.Errorf("postgres: unexpected upstream message %q", typ)
+		}
+		if forward {
+			if err := ss.toClient(typ, out, r); err != nil {
+				return err
+			}
+		} else if r.r.Buffered() == 0 {
+			ss.cwMu.Lock()
+			err := ss.cw.Flush()
+			ss.cwMu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// planForCurrent computes the plan for rows of the Execute at the front.
+func (ss *session) planForCurrent() *rowPlan {
+	p := ss.front()
+	if p == nil || p.kind != 'E' || p.portal == nil {
+		if !ss.masks().Empty() {
+			// Rows we cannot place: mask every value.
+			return &rowPlan{det: newDetectors(ss.masks().Patterns)}
+		}
+		return nil
+	}
+	pt := p.portal
+	pt.mu.Lock()
+	fs := pt.fields
+	pt.mu.Unlock()
+	if fs == nil && pt.stmt != nil {
+		pt.stmt.mu.Lock()
+		sf := pt.stmt.fields
+		pt.stmt.mu.Unlock()
+		if sf != nil {
+			fs = make([]field, len(sf))
+			copy(fs, sf)
+			for i := range fs {
+				switch {
+				case len(pt.formats) == 1:
+					fs[i].format = pt.formats[0]
+				case i < len(pt.formats):
+					fs[i].format = pt.formats[i]
+				default:
+					fs[i].format = 0
+				}
+			}
+		}
+	}
+	var st *Statement
+	if pt.stmt != nil && len(pt.stmt.stmts) > 0 {
+		st = &pt.stmt.stmts[0]
+	}
+	if fs == nil {
+		if !ss.masks().Empty() {
+			return &rowPlan{det: newDetectors(ss.masks().Patterns)}
+		}
+		return nil
+	}
+	return ss.planFor(fs, st)
+}
+
+// complete audits one finished statement.
+func (ss *session) complete(p *pending, typ byte, body []byte, errMsg string) {
+	var text string
+	var kinds []string
+	protocol := "extended"
+	switch {
+	case p.kind == 'Q' && p.stmt != nil && p.idx < len(p.stmt.stmts):
+		s := p.stmt.stmts[p.idx]
+		text, kinds, protocol = s.Text, s.Kinds, "simple"
+	case p.kind == 'F' && p.stmt != nil:
+		text, kinds, protocol = p.stmt.stmts[0].Text, p.stmt.stmts[0].Kinds, "function_call"
+	case p.portal != nil && p.portal.stmt != nil && len(p.portal.stmt.stmts) > 0:
+		s := p.portal.stmt.stmts[0]
+		text, kinds = s.Text, s.Kinds
+	case p.kind == 'E':
+		text = "<unknown portal>"
+	default:
+		return
+	}
+	d := map[string]any{"text": text, "protocol": protocol, "kinds": kinds,
+		"duration_ms": float64(ss.f.cfg.Clock().Sub(p.start).Microseconds()) / 1000, "rows": p.rows}
+	if typ == 'C' && len(body) > 0 {
+		tag, _, _ := cstr(body)
+		d["tag"] = tag
+		if i := strings.LastIndexByte(tag, ' '); i >= 0 {
+			if n, err := strconv.ParseInt(tag[i+1:], 10, 64); err == nil {
+				d["rows"] = n
+			}
+		}
+	}
+	if typ == 's' {
+		d["suspended"] = true
+	}
+	if errMsg != "" {
+		d["error"] = errMsg
+	}
+	e := audit.Event{Type: audit.SQLQuery, User: ss.s.User, Target: ss.t.Name, Session: ss.s.ID, Source: ss.s.Source, Details: d}
+	select {
+	case ss.auditCh <- e:
+	case <-ss.ctx.Done():
+	}
+}
+
+// auditLoop writes sql.query events off the relay path; a failed write
+// closes the session (fail closed for every later statement).
+func (ss *session) auditLoop() {
+	for e := range ss.auditCh {
+		text, _ := e.Details["text"].(string)
+		if fp, err := pg_query.Fingerprint(text); err == nil {
+			e.Details["fingerprint"] = fp
+		}
+		e.Details["text"] = ss.auditText(text, e.Details["protocol"].(string))
+		if _, err := ss.f.cfg.Audit.Emit(context.WithoutCancel(ss.ctx), e); err != nil {
+			ss.mu.Lock()
+			ss.auditBad = err
+			ss.mu.Unlock()
+			ss.log.Error("audit write failed; closing the session", "err", err)
+			ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
+			ss.cancel(err)
+			for range ss.auditCh {
+			}
+			return
+		}
+	}
+}
+
+// auditText keeps literals out of simple-protocol text unless configured.
+func (ss *session) auditText(text, protocol string) string {
+	if ss.f.cfg.LogLiterals || protocol == "extended" {
+		return text
+	}
+	if n, err := pg_query.Normalize(text); err == nil {
+		return n
+	}
+	return text
+}
+
+// emitNow writes an event synchronously (blocked statements).
+func (ss *session) emitNow(typ string, d map[string]any) {
+	if _, err := ss.f.cfg.Audit.Emit(ss.ctx, audit.Event{Type: typ, User: ss.s.User, Target: ss.t.Name, Session: ss.s.ID, Source: ss.s.Source, Details: d}); err != nil {
+		ss.log.Error("audit write failed", "type", typ, "err", err)
+		ss.mu.Lock()
+		ss.auditBad = err
+		ss.mu.Unlock()
+	}
+}

@@ -104,7 +104,7 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[*connState]struct{}
 	live  map[string]liveSession // running sessions by id
-	wg    sync.WaitGroup                     // connection and session goroutines
+	wg    sync.WaitGroup         // connection and session goroutines
 }
 
 // ErrNoSuchSession is returned by Terminate for a session not running here.

@@ -33,7 +33,7 @@ roles:
     logins: [root]
     targets: {names: ["*"]}
 commands:
-  block: ['^\s*rm\s+-rf\s+/(\s|$)', 'mkfs', '^\s*(shutdown|reboot)\b']
+  block: ['^\s*rm\s+-rf\s+/(\s|$)', 'mkfs', '^\s*(shutdown|reboot)\b', '^jg-forbidden\b']
   review: ['^\s*sudo\b', 'held-command']
 requests: {approvers: [{groups: [sre-leads]}], max_duration: 4h}
 auditors: [{groups: [security]}]
@@ -241,7 +241,9 @@ func TestBastionEndToEnd(t *testing.T) {
 
 	t.Run("blocked exec gets exit status 126 and an audit event", func(t *testing.T) {
 		ctx := ctxT(t, 60*time.Second)
-		for _, c := range []string{"rm -rf /", "/bin/rm -rf /", "sh -c 'rm -rf /'", "echo x; mkfs.ext4 /dev/null"} {
+		// Harmless commands that block rules match: if filtering failed
+		// they would only print "not found".
+		for _, c := range []string{"jg-forbidden", "/usr/bin/jg-forbidden --now", "sh -c 'jg-forbidden'", "echo x; mkfs.jgtest /dev/null", "true && \"jg-forbidden\""} {
 			cmd := exec.CommandContext(ctx, "ssh", append(alice.SSHArgs("root", "web-1"), c)...)
 			var se bytes.Buffer
 			cmd.Stderr = &se
@@ -251,7 +253,7 @@ func TestBastionEndToEnd(t *testing.T) {
 			}
 		}
 		out := env.srv.MustJG(t, "audit", "list", "--json", "--type", "command.blocked")
-		if !strings.Contains(out, `rm -rf /`) {
+		if !strings.Contains(out, `jg-forbidden`) {
 			t.Fatalf("no command.blocked event: %s", out)
 		}
 	})
@@ -293,10 +295,14 @@ func TestBastionEndToEnd(t *testing.T) {
 	t.Run("interactive blocked line is not run and the session stays open", func(t *testing.T) {
 		marker := fmt.Sprintf("/tmp/jg-e2e-should-not-exist-%d", time.Now().UnixNano())
 		term := harness.StartTerminal(t, "ssh", alice.SSHArgs("root", "web-1", "-tt")...)
-		term.Type("PS1='jg-prompt% '\r")
+		// Wait for bash before typing: type-ahead is a documented limit.
+		harness.WaitFor(t, 30*time.Second, "the first prompt", term.Seen("# "))
+		// The prompt as displayed differs from what is typed to set it.
+		term.Type("PS1='jg-''prompt% '\r")
 		harness.WaitFor(t, 30*time.Second, "the prompt", term.Seen("jg-prompt% "))
-		// Typed with an editing mistake and a correction, like a person.
-		term.Type("rm -rf /tmpX\x7f\x7f\x7f\x7f && touch " + marker + "\r")
+		// A harmless command that a block rule (mkfs) matches, typed with an
+		// editing mistake and a correction, like a person.
+		term.Type("mkfs.jgtestX\x7f\x7f\x7f\x7f\x7f\x7fjgtest /dev/null; touch " + marker + "\r")
 		harness.WaitFor(t, 30*time.Second, "the block message", term.Seen("blocked"))
 		term.Type("echo still-$((40+2))\r")
 		harness.WaitFor(t, 30*time.Second, "the session to stay usable", term.Seen("still-42"))

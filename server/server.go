@@ -29,6 +29,7 @@ import (
 	"github.com/jumpgate/jumpgate/identity"
 	"github.com/jumpgate/jumpgate/login"
 	"github.com/jumpgate/jumpgate/metrics"
+	"github.com/jumpgate/jumpgate/notify"
 	"github.com/jumpgate/jumpgate/policy"
 	"github.com/jumpgate/jumpgate/sshauth"
 	"github.com/jumpgate/jumpgate/storage"
@@ -148,6 +149,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}()
 	}
 	queue := &approvals.Queue{Store: core.Store, Audit: core.Audit, Policy: core.Policy}
+	if hooks, err := webhookURLs(cfg); err != nil {
+		return err
+	} else if len(hooks) > 0 {
+		n := &notify.Notifier{URLs: hooks, Logger: log}
+		queue.Notifier = n
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.Run(runCtx)
+		}()
+	}
 	var ready Ready
 	ready.Core = core
 
@@ -403,6 +415,22 @@ func closeWindow(ctx context.Context, core *Core, queue *approvals.Queue, bas *b
 		return err
 	}
 	return queue.MarkClosed(ctx, r.ID)
+}
+
+func webhookURLs(cfg *config.Config) ([]string, error) {
+	var out []string
+	for _, w := range cfg.Notifications.Webhooks {
+		if w.URLFile == "" {
+			out = append(out, w.URL)
+			continue
+		}
+		b, err := os.ReadFile(w.URLFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: webhook url_file: %w", err)
+		}
+		out = append(out, strings.TrimSpace(string(b)))
+	}
+	return out, nil
 }
 
 // reload handles SIGHUP.

@@ -49,13 +49,13 @@ type bastionEnv struct {
 	target string
 }
 
-func startBastionEnv(t *testing.T) *bastionEnv {
+func startBastionEnv(t *testing.T, extraConfig ...string) *bastionEnv {
 	t.Helper()
 	keys := newCAKeys(t)
 	sshd := startTarget(t, keys, []string{"web-1", "web-raw"})
 	idp := harness.StartIdP(t)
 	srv := harness.StartServer(t, harness.ServerOptions{
-		IdP: idp, Policy: bastionPolicy, ExtraConfig: keys.config(),
+		IdP: idp, Policy: bastionPolicy, ExtraConfig: keys.config() + strings.Join(extraConfig, ""),
 		Targets: []harness.Target{
 			{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}},
 			{Name: "web-raw", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Record: boolp(false), Labels: map[string]string{"env": "test"}},

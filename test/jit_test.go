@@ -2,8 +2,12 @@ package test
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +22,16 @@ func TestJustInTimeAccess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	env := startBastionEnv(t)
+	var hookMu sync.Mutex
+	var hooks []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hookMu.Lock()
+		hooks = append(hooks, string(b))
+		hookMu.Unlock()
+	}))
+	defer hook.Close()
+	env := startBastionEnv(t, "notifications: {webhooks: [{url: \""+hook.URL+"/slack\"}]}\n")
 	alice, dave := env.alice, env.dave
 	ctx := ctxT(t, 120*time.Second)
 	if out, err := alice.SSH(ctx, "root", "prod-1", "echo SHOULD-NOT-RUN"); err == nil {
@@ -72,4 +85,11 @@ func TestJustInTimeAccess(t *testing.T) {
 		t.Fatalf("access.ended: %s", events)
 	}
 	env.srv.MustJG(t, "audit", "verify")
+	// The webhook heard about the request and the decision.
+	harness.WaitFor(t, 10*time.Second, "webhook notifications", func() bool {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		all := strings.Join(hooks, "\n")
+		return strings.Contains(all, "asks for access to prod-1") && strings.Contains(all, "approved by dave")
+	})
 }

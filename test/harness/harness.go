@@ -85,7 +85,7 @@ func StartIdP(t testing.TB) *IdP {
 	t.Cleanup(srv.Close)
 	issuer := srv.URL + "/idp"
 	p, err := devidp.New(devidp.Config{Issuer: issuer, Users: devidp.DemoUsers(),
-		Clients: []devidp.Client{{ID: "jumpgate", RedirectURIs: []string{"http://127.0.0.1/callback"}}}})
+		Clients: []devidp.Client{{ID: "jumpgate", RedirectURIs: []string{"http://127.0.0.1/callback", "https://127.0.0.1/auth/callback"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -314,6 +314,23 @@ func TestBastionEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("window size changes reach the target and the recording", func(t *testing.T) {
+		term := harness.StartTerminal(t, "ssh", alice.SSHArgs("root", "web-1", "-tt")...)
+		harness.WaitFor(t, 30*time.Second, "the first prompt", term.Seen("# "))
+		term.Type("stty size\r")
+		harness.WaitFor(t, 30*time.Second, "the initial size", term.Seen("40 120"))
+		if err := term.Resize(132, 50); err != nil {
+			t.Fatal(err)
+		}
+		harness.WaitFor(t, 30*time.Second, "the new size", func() bool {
+			term.Type("stty size\r")
+			time.Sleep(200 * time.Millisecond)
+			return strings.Contains(term.Output(), "50 132")
+		})
+		term.Type("exit\r")
+		term.Wait(t, 30*time.Second)
+	})
+
 	t.Run("recordings list, export and play in asciinema", func(t *testing.T) {
 		out := env.srv.MustJG(t, "sessions", "list", "--json")
 		var ss []storage.Session

@@ -88,3 +88,8 @@ func (tm *Terminal) Wait(t testing.TB, d time.Duration) {
 		t.Fatal("the program did not exit")
 	}
 }
+
+// Resize changes the terminal size (the program gets SIGWINCH).
+func (tm *Terminal) Resize(cols, rows uint16) error {
+	return pty.Setsize(tm.f, &pty.Winsize{Cols: cols, Rows: rows})
+}

@@ -44,7 +44,6 @@ type bastionEnv struct {
 	srv    *harness.Server
 	alice  *harness.User // engineering
 	dave   *harness.User // sre-leads: approver, admin
-	carol  *harness.User // security: auditor, no role → no certificate
 	keys   caKeys
 	target string
 }

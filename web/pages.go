@@ -103,11 +103,6 @@ func (c *Console) visibleSession(r *http.Request, u *user) (storage.Session, int
 	return s, http.StatusOK
 }
 
-type marker struct {
-	At    float64
-	Label string
-}
-
 type sessionEvent struct {
 	audit.Event
 	Details []kv

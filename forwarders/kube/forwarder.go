@@ -163,7 +163,7 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 		Handler:           h,
 		ReadHeaderTimeout: f.cfg.ReadHeaderTimeout,
 		IdleTimeout:       f.cfg.IdleTimeout,
-		MaxHeaderBytes:    f.cfg.MaxHeaderBytes + 4096,
+		MaxHeaderBytes:    2 * f.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		TLSConfig: &tls.Config{

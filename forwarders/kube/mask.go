@@ -126,6 +126,9 @@ func (m *masker) body(mt string, body []byte) ([]byte, error) {
 		if dec.More() {
 			return nil, fmt.Errorf("%w: trailing data after JSON", ErrCannotMask)
 		}
+		if _, ok := v.(map[string]any); !ok {
+			return nil, fmt.Errorf("%w: body is not an object", ErrCannotMask)
+		}
 		m.value(v)
 		return json.Marshal(v)
 	case "application/yaml":
@@ -137,6 +140,9 @@ func (m *masker) body(mt string, body []byte) ([]byte, error) {
 		var extra any
 		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: more than one YAML document", ErrCannotMask)
+		}
+		if _, ok := v.(map[string]any); !ok {
+			return nil, fmt.Errorf("%w: body is not an object", ErrCannotMask)
 		}
 		m.value(v)
 		return yaml.Marshal(v)
@@ -156,6 +162,9 @@ func (m *masker) watch(dst io.Writer, src io.Reader, flush func()) error {
 				return nil
 			}
 			return fmt.Errorf("%w: watch event: %w", ErrCannotMask, err)
+		}
+		if _, ok := ev.(map[string]any); !ok {
+			return fmt.Errorf("%w: watch event is not an object", ErrCannotMask)
 		}
 		m.event(ev)
 		b, err := json.Marshal(ev)

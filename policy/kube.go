@@ -153,7 +153,7 @@ func describeKube(r KubeRequest) string {
 	if r.Name != "" {
 		s += " " + r.Name
 	}
-	if r.Namespace != "" {
+	if r.Namespace != "" && !strings.EqualFold(r.Resource, "namespaces") {
 		s += " in namespace " + r.Namespace
 	}
 	return s

@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -112,6 +114,11 @@ var _ forwarders.Stream = (*net.TCPConn)(nil)
 // listener, one Serve per connection, as the bastion does per channel.
 func startForwarder(t *testing.T, upstreamAddr string, upstreamCA []byte, policyText string, sess forwarders.Session) *env {
 	t.Helper()
+	return startForwarderToken(t, upstreamAddr, upstreamCA, "upstream-token", policyText, sess)
+}
+
+func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, token, policyText string, sess forwarders.Session) *env {
+	t.Helper()
 	dir := t.TempDir()
 	ca, err := LoadOrCreateCA(dir, nil)
 	if err != nil {
@@ -122,7 +129,7 @@ func startForwarder(t *testing.T, upstreamAddr string, upstreamCA []byte, policy
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte("upstream-token\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	caFile := filepath.Join(dir, "upstream-ca.crt")
@@ -130,7 +137,8 @@ func startForwarder(t *testing.T, upstreamAddr string, upstreamCA []byte, policy
 		t.Fatal(err)
 	}
 	e := &env{audit: &fakeAudit{}, appr: &fakeApprover{decision: make(chan string, 1)}, caPEM: ca.PEM()}
-	e.f = New(Config{Policy: policy.Static(p), Audit: e.audit, CA: ca, Approvals: e.appr, HoldTimeout: 10 * time.Second})
+	e.f = New(Config{Policy: policy.Static(p), Audit: e.audit, CA: ca, Approvals: e.appr, HoldTimeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	e.target = config.Target{Name: "prod-k8s", Kind: "kubernetes", Address: upstreamAddr, CAFile: caFile,
 		Credentials: config.Credentials{TokenFile: tokenFile}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -134,9 +134,9 @@ func Start(t testing.TB) *Cluster {
 	bin := Binary(t)
 	dir := t.TempDir()
 	ready := filepath.Join(dir, "ready.json")
-	var logs bytes.Buffer
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	cmd := exec.Command(bin, "-dir", dir, "-ready", ready)
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &logs}, &syncWriter{w: &logs}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("kubetest: start: %v", err)
 	}
@@ -218,6 +218,12 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 func tail(s string) string {

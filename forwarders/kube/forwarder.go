@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -152,13 +153,16 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 	ln := newOneConnListener(nc)
 	var handlers sync.WaitGroup
 	h := &handler{f: f, log: log, s: s, t: t, upstream: upstream, wg: &handlers}
-	h.proxy = &httputil.ReverseProxy{
-		Rewrite:        h.rewrite,
-		Transport:      f.transport(t),
-		ModifyResponse: h.modifyResponse,
-		ErrorHandler:   h.proxyError,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	newProxy := func(h1 bool) *httputil.ReverseProxy {
+		return &httputil.ReverseProxy{
+			Rewrite:        h.rewrite,
+			Transport:      f.transport(t, h1),
+			ModifyResponse: h.modifyResponse,
+			ErrorHandler:   h.proxyError,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
 	}
+	h.proxy, h.upgradeProxy = newProxy(false), newProxy(true)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: f.cfg.ReadHeaderTimeout,
@@ -200,8 +204,10 @@ func upstreamURL(addr string) (*url.URL, error) {
 }
 
 // transport returns the cached upstream transport for t.
-func (f *Forwarder) transport(t config.Target) http.RoundTripper {
-	key := t.Name + "\x00" + t.Address + "\x00" + t.CAFile
+// Upgrades (exec, attach, port-forward) get an HTTP/1.1-only transport:
+// HTTP/2 has no Upgrade.
+func (f *Forwarder) transport(t config.Target, h1 bool) http.RoundTripper {
+	key := t.Name + "\x00" + t.Address + "\x00" + t.CAFile + "\x00" + strconv.FormatBool(h1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if tr, ok := f.transports[key]; ok {
@@ -226,6 +232,11 @@ func (f *Forwarder) transport(t config.Target) http.RoundTripper {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 0, // watches and held requests are long
+	}
+	if h1 {
+		tr.ForceAttemptHTTP2 = false
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	f.transports[key] = tr
 	return tr

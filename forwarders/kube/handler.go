@@ -1,12 +1,14 @@
 package kube
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -29,7 +31,9 @@ type handler struct {
 	t        config.Target
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
-	wg       *sync.WaitGroup
+	// upgradeProxy relays upgrades over HTTP/1.1.
+	upgradeProxy *httputil.ReverseProxy
+	wg           *sync.WaitGroup
 }
 
 // reqState travels in the request context from ServeHTTP to the proxy hooks.
@@ -148,7 +152,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(rw, r.Body, h.f.cfg.MaxBodyBytes)
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
-	h.proxy.ServeHTTP(rw, r)
+	if isUpgrade(r) {
+		h.upgradeProxy.ServeHTTP(rw, r)
+	} else {
+		h.proxy.ServeHTTP(rw, r)
+	}
 
 	d := details()
 	d["status"] = rw.code()
@@ -398,4 +406,14 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Hijack records the switch of protocols (ReverseProxy hijacks to relay
+// upgrades and writes the 101 itself).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
 }

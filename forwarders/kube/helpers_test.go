@@ -2,12 +2,12 @@ package kube
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"

@@ -1,0 +1,11 @@
+// Package kube is the Kubernetes forwarder: it serves one SSH direct-tcpip
+// channel as an HTTPS endpoint (TLS with a certificate from jumpgate's own
+// X.509 CA, HTTP/1.1 and HTTP/2), classifies every API request the way
+// kube-apiserver does, applies the kubernetes block/review/mask policy,
+// masks protected fields in responses, audits each request, and forwards
+// it to the API server with the target's credentials while impersonating
+// the SSH user and their groups. It also renders the kubeconfig that
+// trusts its CA. It is not a Kubernetes client, an admission controller or
+// an authorizer: the cluster's own RBAC still decides what the impersonated
+// user may do.
+package kube

@@ -1,0 +1,243 @@
+package kube
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/forwarders"
+	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/storage"
+)
+
+// Auditor appends audit events; an error means the event is not durable.
+type Auditor interface {
+	Emit(ctx context.Context, e audit.Event) (audit.Event, error)
+}
+
+// Approver holds requests for approval (an *approvals.Queue).
+type Approver interface {
+	Create(ctx context.Context, r storage.Request, ttl time.Duration) (storage.Request, error)
+	Wait(ctx context.Context, id string) (storage.Request, error)
+}
+
+// Config configures the forwarder. Policy, Audit and CA are required.
+type Config struct {
+	Policy *policy.Store
+	Audit  Auditor
+	// CA issues the serving certificates (LoadOrCreateCA).
+	CA *CA
+	// Approvals holds requests under kubernetes.review; without it they
+	// are refused.
+	Approvals Approver
+	// HoldTimeout is how long a held request waits (default 5m).
+	HoldTimeout time.Duration
+	Logger      *slog.Logger
+	Clock       func() time.Time
+	// Dial reaches API servers (default net.Dialer).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ReadSecret reads the target's token file (default os.ReadFile, trimmed).
+	ReadSecret func(file string) (string, error)
+	// ReadHeaderTimeout bounds how long a client may take to send request
+	// headers (default 30s); IdleTimeout how long a kept-alive connection
+	// waits for its next request (default 10m).
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// MaxHeaderBytes bounds request headers (default 256 KiB);
+	// MaxBodyBytes request bodies (default 32 MiB); MaxMaskBytes the
+	// size of a response that is masked whole (default 256 MiB).
+	MaxHeaderBytes int
+	MaxBodyBytes   int64
+	MaxMaskBytes   int64
+}
+
+// Forwarder serves Kubernetes API channels. It is safe for concurrent use.
+type Forwarder struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	transports map[string]*http.Transport // by target name+address+CA
+}
+
+var _ forwarders.Forwarder = (*Forwarder)(nil)
+
+// New returns a forwarder.
+func New(cfg Config) *Forwarder {
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = d.DialContext
+	}
+	if cfg.ReadSecret == nil {
+		cfg.ReadSecret = func(file string) (string, error) {
+			b, err := os.ReadFile(file)
+			return strings.TrimSpace(string(b)), err
+		}
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 256 << 10
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.MaxMaskBytes <= 0 {
+		cfg.MaxMaskBytes = 256 << 20
+	}
+	return &Forwarder{cfg: cfg, log: cfg.Logger.With("forwarder", "kube"), transports: map[string]*http.Transport{}}
+}
+
+// Close releases idle upstream connections.
+func (f *Forwarder) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, tr := range f.transports {
+		tr.CloseIdleConnections()
+	}
+}
+
+// Errors Serve returns.
+var (
+	ErrNoCA       = errors.New("kube: no CA configured")
+	ErrBadAddress = errors.New("kube: bad target address")
+)
+
+// Serve implements forwarders.Forwarder: it serves HTTPS on conn until the
+// client closes it or ctx is cancelled.
+func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forwarders.Session, t config.Target) error {
+	log := f.log.With("session", s.ID, "user", s.User, "target", t.Name)
+	defer conn.Close()
+	if f.cfg.CA == nil {
+		return ErrNoCA
+	}
+	upstream, err := upstreamURL(t.Address)
+	if err != nil {
+		return err
+	}
+	cert, err := f.cfg.CA.ServingCert(t.Name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	nc, join := asNetConn(ctx, conn)
+	defer join()
+	ln := newOneConnListener(nc)
+	var handlers sync.WaitGroup
+	h := &handler{f: f, log: log, s: s, t: t, upstream: upstream, wg: &handlers}
+	newProxy := func(h1 bool) *httputil.ReverseProxy {
+		return &httputil.ReverseProxy{
+			Rewrite:        h.rewrite,
+			Transport:      f.transport(t, h1),
+			ModifyResponse: h.modifyResponse,
+			ErrorHandler:   h.proxyError,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	h.proxy, h.upgradeProxy = newProxy(false), newProxy(true)
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: f.cfg.ReadHeaderTimeout,
+		IdleTimeout:       f.cfg.IdleTimeout,
+		MaxHeaderBytes:    2 * f.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{*cert},
+			NextProtos:   []string{"h2", "http/1.1"},
+			MinVersion:   tls.VersionTLS12,
+		},
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case <-ln.done:
+	case <-ctx.Done():
+	}
+	_ = srv.Close()
+	<-served
+	handlers.Wait()
+	log.Debug("kube channel ended")
+	return nil
+}
+
+func upstreamURL(addr string) (*url.URL, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("%w: empty", ErrBadAddress)
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "https://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, fmt.Errorf("%w: %q", ErrBadAddress, addr)
+	}
+	return u, nil
+}
+
+// transport returns the cached upstream transport for t.
+// Upgrades (exec, attach, port-forward) get an HTTP/1.1-only transport:
+// HTTP/2 has no Upgrade.
+func (f *Forwarder) transport(t config.Target, h1 bool) http.RoundTripper {
+	key := t.Name + "\x00" + t.Address + "\x00" + t.CAFile + "\x00" + strconv.FormatBool(h1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if tr, ok := f.transports[key]; ok {
+		return tr
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pool := x509.NewCertPool()
+		if b, err := os.ReadFile(t.CAFile); err == nil && pool.AppendCertsFromPEM(b) {
+			tlsCfg.RootCAs = pool
+		} else {
+			// An unreadable CA must not fall back to the system roots:
+			// an empty pool makes every handshake fail (502).
+			f.log.Error("cannot read target CA", "target", t.Name, "file", t.CAFile, "err", err)
+		}
+	}
+	tr := &http.Transport{
+		DialContext:           f.cfg.Dial,
+		TLSClientConfig:       tlsCfg,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 0, // watches and held requests are long
+	}
+	if h1 {
+		tr.ForceAttemptHTTP2 = false
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	f.transports[key] = tr
+	return tr
+}

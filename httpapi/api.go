@@ -91,6 +91,8 @@ type API struct {
 	RecordingsDir string
 	// Targets returns the inventory.
 	Targets func() []config.Target
+	// KubeCAPEM is the CA of the Kubernetes forwarder's serving certificates.
+	KubeCAPEM []byte
 	// Grants returns a user's open just-in-time access windows.
 	Grants func(ctx context.Context, user string) ([]policy.Grant, error)
 	// Extra registers more routes (sessions, requests, console).
@@ -126,6 +128,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/ca/host", a.handleCAKey(true))
 	mux.HandleFunc("GET /v1/krl", a.handleKRL)
 	mux.HandleFunc("GET /v1/audit/key", a.handleAuditKey)
+	mux.HandleFunc("GET /v1/kube/ca", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(a.KubeCAPEM)
+	})
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.Config) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", a.handleReady)

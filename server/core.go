@@ -19,6 +19,7 @@ import (
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/ca"
 	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/forwarders/kube"
 	"github.com/jumpgate/jumpgate/httpapi"
 	"github.com/jumpgate/jumpgate/policy"
 	"github.com/jumpgate/jumpgate/recorder"
@@ -37,8 +38,10 @@ type Core struct {
 	Policy      *policy.Store
 	// AuditKey signs recordings.
 	AuditKey ed25519.PrivateKey
-	Logger   *slog.Logger
-	Clock    func() time.Time
+	// KubeCA issues the Kubernetes forwarder's serving certificates.
+	KubeCA *kube.CA
+	Logger *slog.Logger
+	Clock  func() time.Time
 }
 
 // OpenStore opens the configured storage backend.
@@ -85,6 +88,9 @@ func openCore(ctx context.Context, cfg *config.Config, st storage.Store, logger 
 	if c.AuditKey, err = ca.LoadOrCreateEd25519(ctx, filepath.Join(cfg.DataDir, "ca", "audit_key"), st, "audit/signing"); err != nil {
 		return nil, err
 	}
+	if c.KubeCA, err = kube.LoadOrCreateCA(filepath.Join(cfg.DataDir, "kube"), nil); err != nil {
+		return nil, err
+	}
 	c.Authority = &ca.Authority{User: userCA, Host: hostCA, Store: st,
 		DefaultTTL: cfg.CA.UserCertTTL.D(), MaxTTL: cfg.CA.MaxUserCertTTL.D()}
 	if c.Revocations, err = ca.NewRevocations(ctx, st); err != nil {
@@ -112,7 +118,7 @@ func (c *Core) API(queue *approvals.Queue) *httpapi.API {
 		Authority: c.Authority, Revocations: c.Revocations, Policy: c.Policy, Audit: c.Audit, Store: c.Store,
 		KRL:      func(ctx context.Context) ([]byte, error) { return BuildKRL(c) },
 		AuditKey: c.AuditKey.Public().(ed25519.PublicKey), Logger: c.Logger, RateLimit: c.Cfg.CA.RateLimit,
-		Approvals: queue, RecordingsDir: c.Cfg.Recordings.Dir,
+		Approvals: queue, RecordingsDir: c.Cfg.Recordings.Dir, KubeCAPEM: c.KubeCA.PEM(),
 		Targets: func() []config.Target { return c.Cfg.Targets },
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/jumpgate/jumpgate/ca/krl"
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
+	"github.com/jumpgate/jumpgate/forwarders/kube"
 	"github.com/jumpgate/jumpgate/forwarders/postgres"
 	"github.com/jumpgate/jumpgate/httpapi"
 	"github.com/jumpgate/jumpgate/identity"
@@ -180,13 +181,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		pg := postgres.New(postgres.Config{Policy: core.Policy, Audit: core.Audit, Approvals: queue,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Logger: log})
 		defer pg.Close()
+		kf := kube.New(kube.Config{Policy: core.Policy, Audit: core.Audit, CA: core.KubeCA, Approvals: queue,
+			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Logger: log})
+		defer kf.Close()
 		bas, err = bastion.New(bastion.Config{
 			HostSigner: hostSigner, Authority: core.Authority, Revocations: core.Revocations, Certs: core.Store,
 			Policy: core.Policy, Audit: core.Audit, Sessions: core.Store, Approvals: queue,
 			Targets: func() []config.Target { return *targets.Load() }, RecordingsDir: cfg.Recordings.Dir,
 			FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Metrics: m, Logger: log, Replica: replica, LocalShell: opts.LocalShell,
-			Grants: queue.Grants, Forwarders: map[string]forwarders.Forwarder{config.KindPostgres: pg},
+			Grants: queue.Grants, Forwarders: map[string]forwarders.Forwarder{config.KindPostgres: pg, config.KindKubernetes: kf},
 		})
 		if err != nil {
 			return err

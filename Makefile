@@ -1,6 +1,6 @@
 # jumpgate — build, test, demo and benchmark.
 # `make test` installs the system packages the tests drive (real sshd, psql,
-# PostgreSQL, asciinema, headless chromium) when they are missing; run it as root or with sudo.
+# PostgreSQL, asciinema, headless chromium, kubectl) when they are missing; run it as root or with sudo.
 
 GO        ?= go
 BIN       := bin/jumpgate
@@ -26,11 +26,16 @@ deps:
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@command -v kubectl >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq kubernetes-client; }
 	@mkdir -p /run/sshd 2>/dev/null || true
 
 ## test: unit and end-to-end tests (fuzz corpora replayed as unit tests).
 test: deps build
 	$(GO) vet ./...
+	# Build (or find cached) the real kube-apiserver once, before the
+	# packages that start it run in parallel.
+	$(GO) test -count=1 -timeout 30m -run '^TestBinary$$' ./testutil/kubetest
 	$(GO) test $(TEST_FLAGS) ./...
 
 unit:

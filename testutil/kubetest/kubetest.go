@@ -109,7 +109,8 @@ func Binary(t testing.TB) string {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}
-	tmp := bin + ".tmp"
+	// A unique temporary name: another test process may be building too.
+	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
 	ld := "-s -w -X k8s.io/component-base/version.gitVersion=" + Version +
 		" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34"
 	cmd := exec.Command("go", "build", "-o", tmp, "-ldflags", ld, "./cmd/kube-apiserver")

@@ -15,7 +15,7 @@ import (
 func TestTemplate(t *testing.T) {
 	tests := []struct {
 		name, q, want string
-		runs           int
+		runs          int
 	}{
 		{"pgbench -S", "SELECT abalance FROM pgbench_accounts WHERE aid = 123;", "SELECT abalance FROM pgbench_accounts WHERE aid = \x00;", 1},
 		{"no digits", "SELECT now()", "SELECT now()", 0},

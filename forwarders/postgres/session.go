@@ -84,20 +84,23 @@ type session struct {
 	cwMu sync.Mutex
 	uw   *bufio.Writer // to the upstream; client loop only
 
-	mu        sync.Mutex
-	queue     []*pending
-	stmts     map[string]*prepStmt
-	portals   map[string]*portal
-	sqlPrep   map[string][]string // SQL-level PREPAREd statements → kinds
-	discard   bool
-	auditBad  error
-	plan      *rowPlan // current result's plan (server loop)
-	planKnown bool
-	copyPlan  *copyPlan // current COPY OUT plan (server loop)
-	auditCh   chan auditRec
-	scratch   []byte
-	rulesCur  atomic.Pointer[sessRules]
-	stmtNo    int64 // statements audited (server loop)
+	mu          sync.Mutex
+	queue       []*pending
+	stmts       map[string]*prepStmt
+	portals     map[string]*portal
+	sqlPrep     map[string][]string // SQL-level PREPAREd statements → kinds
+	discard     bool
+	auditBad    error
+	plan        *rowPlan // current result's plan (server loop)
+	planKnown   bool
+	copyPlan    *copyPlan // current COPY OUT plan (server loop)
+	auditCh     chan auditRec
+	scratch     []byte
+	rulesCur    atomic.Pointer[sessRules]
+	stmtNo      int64 // statements audited (server loop)
+	auditN      int   // audit writers started (server loop)
+	auditWG     sync.WaitGroup
+	auditFailed atomic.Bool
 }
 
 // sessRules are the rules of this session's user on its target under one
@@ -158,8 +161,8 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 
 	ss.auditCh = make(chan auditRec, 1024)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); ss.auditLoop() }()
+	wg.Add(1)
+	ss.startAuditWorker()
 	serverErr := make(chan error, 1)
 	go func() {
 		defer wg.Done()
@@ -171,8 +174,9 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 	ss.cancel(fmt.Errorf("postgres: client ended: %w", err))
 	ss.up.Close()
 	serr := <-serverErr
-	close(ss.auditCh)
 	wg.Wait()
+	close(ss.auditCh)
+	ss.auditWG.Wait()
 	ss.client.Close()
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
@@ -645,9 +649,13 @@ func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
 			if cat == nil {
 				cat = ss.f.catalogFor(ss.t)
 			}
-			ctx, cancel := context.WithTimeout(ss.ctx, ss.f.cfg.StartupTimeout)
-			rel, err := cat.relation(ctx, f.tableOID)
-			cancel()
+			rel, ok := cat.cached(f.tableOID)
+			var err error
+			if !ok {
+				ctx, cancel := context.WithTimeout(ss.ctx, ss.f.cfg.StartupTimeout)
+				rel, err = cat.relation(ctx, f.tableOID)
+				cancel()
+			}
 			if err != nil {
 				ss.log.Warn("catalog lookup failed; masking the column", "err", err)
 				c.whole = true
@@ -949,6 +957,9 @@ func (ss *session) complete(p *pending, typ byte, body []byte, errMsg string) {
 	case ss.auditCh <- rec:
 	case <-ss.ctx.Done():
 	}
+	if len(ss.auditCh) > 1 && ss.auditN < auditWorkers {
+		ss.startAuditWorker()
+	}
 }
 
 // event builds the sql.query event of rec.
@@ -990,41 +1001,42 @@ func (ss *session) event(rec auditRec) audit.Event {
 	return audit.Event{Time: rec.at, Type: audit.SQLQuery, User: ss.s.User, Target: ss.t.Name, Session: ss.s.ID, Source: ss.s.Source, Details: d}
 }
 
-// auditInFlight bounds the sql.query events of one session being written
-// at once. Several in flight let a store that coalesces concurrent writers
-// (boltstore's Batch) commit many in one transaction; their order in the
-// chain may then differ within that window, so each event carries the
-// time its statement finished and its number within the session.
-const auditInFlight = 32
+// auditWorkers bounds the goroutines of one session writing sql.query
+// events at once. The first is started with the session; complete starts
+// another while events queue up. Several writers let a store that
+// coalesces concurrent writers (boltstore's Batch) commit many events in
+// one transaction; their order in the chain may then differ within that
+// window, so each event carries the time its statement finished and its
+// number within the session.
+const auditWorkers = 32
 
-// auditLoop writes sql.query events off the relay path; a failed write
+// startAuditWorker starts one more writer (server loop or run).
+func (ss *session) startAuditWorker() {
+	ss.auditN++
+	ss.auditWG.Add(1)
+	go func() {
+		defer ss.auditWG.Done()
+		ss.auditWorker()
+	}()
+}
+
+// auditWorker writes sql.query events off the relay path; a failed write
 // closes the session (fail closed for every later statement).
-func (ss *session) auditLoop() {
-	sem := make(chan struct{}, auditInFlight)
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	defer wg.Wait()
+func (ss *session) auditWorker() {
 	for rec := range ss.auditCh {
-		if failed.Load() {
+		if ss.auditFailed.Load() {
 			continue // drain: the session is closing
 		}
-		e := ss.event(rec)
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if _, err := ss.f.cfg.Audit.Emit(context.WithoutCancel(ss.ctx), e); err != nil {
-				ss.mu.Lock()
-				ss.auditBad = err
-				ss.mu.Unlock()
-				if failed.CompareAndSwap(false, true) {
-					ss.log.Error("audit write failed; closing the session", "err", err)
-					ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
-					ss.cancel(err)
-				}
+		if _, err := ss.f.cfg.Audit.Emit(context.WithoutCancel(ss.ctx), ss.event(rec)); err != nil {
+			ss.mu.Lock()
+			ss.auditBad = err
+			ss.mu.Unlock()
+			if ss.auditFailed.CompareAndSwap(false, true) {
+				ss.log.Error("audit write failed; closing the session", "err", err)
+				ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
+				ss.cancel(err)
 			}
-		}()
+		}
 	}
 }
 

@@ -3,11 +3,15 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,16 +20,26 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/storage/boltstore"
 	"github.com/jumpgate/jumpgate/testutil/pgtest"
 )
 
 var tpsRE = regexp.MustCompile(`tps = ([0-9.]+)`)
 
+// pgbenchSeconds is the length of one pgbench run (JG_PGBENCH_SECONDS).
+func pgbenchSeconds() string {
+	if v := os.Getenv("JG_PGBENCH_SECONDS"); v != "" {
+		return v
+	}
+	return "5"
+}
+
 func pgbench(b *testing.B, addr string, args ...string) float64 {
 	host, port, _ := strings.Cut(addr, ":")
-	all := append([]string{"-h", host, "-p", port, "-U", pgtest.TrustUser, "-n", "-T", "5", "-c", "4", "-j", "2"}, args...)
+	all := append([]string{"-h", host, "-p", port, "-U", pgtest.TrustUser, "-n", "-T", pgbenchSeconds(), "-c", "4", "-j", "2"}, args...)
 	all = append(all, pgtest.Database)
 	out, err := exec.Command("/usr/bin/pgbench", all...).CombinedOutput()
 	if err != nil {
@@ -39,8 +53,69 @@ func pgbench(b *testing.B, addr string, args ...string) float64 {
 	return v
 }
 
-// BenchmarkPgbench reports pgbench TPS through the forwarder relative to a
-// direct connection measured in the same run.
+// onlyReadWrite hides io.ReaderFrom/io.WriterTo so io.Copy moves bytes
+// through a user-space buffer (read, then write), as an ssh -L tunnel
+// does, rather than with splice(2).
+type onlyReadWrite struct{ io.ReadWriter }
+
+// relay is a plain TCP relay to addr (a goroutine pair copying bytes per
+// connection). It stands in for the transport cost of an OpenSSH -L tunnel
+// without its encryption; the real OpenSSH comparison is make bench.
+func relay(b *testing.B, addr string) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(onlyReadWrite{u}, onlyReadWrite{c})
+				u.(*net.TCPConn).CloseWrite()
+			}()
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(onlyReadWrite{c}, onlyReadWrite{u})
+				c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	b.Cleanup(func() { l.Close(); wg.Wait() })
+	return l.Addr().String()
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// BenchmarkPgbench reports pgbench TPS (4 clients) directly, through a
+// plain TCP relay (the reference: what an ssh -L tunnel costs at least) and
+// through the forwarder, for pgbench -S and for a select script whose 3
+// columns are masked. Each round runs every configuration once,
+// interleaved; the metrics are medians over JG_BENCH_ROUNDS rounds
+// (default 3). The "bolt" configuration writes sql.query events to a real
+// boltstore audit log; the others to an in-memory sink.
 func BenchmarkPgbench(b *testing.B) {
 	pg := pgtest.Start(b, pgtest.Options{})
 	if out, err := exec.Command("/usr/bin/pgbench", "-i", "-s", "2", "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-U", pgtest.TrustUser, pgtest.Database).CombinedOutput(); err != nil {
@@ -48,20 +123,58 @@ func BenchmarkPgbench(b *testing.B) {
 	}
 	pg.MustSQL(b, "ALTER TABLE pgbench_accounts ADD COLUMN ssn text DEFAULT '123-45-6789', ADD COLUMN email text DEFAULT 'a@b.example', ADD COLUMN card_number text DEFAULT '4242424242424242'")
 	script := filepath.Join(b.TempDir(), "masked.sql")
-	os.WriteFile(script, []byte("\\set aid random(1, 200000)\nSELECT aid, ssn, email, card_number FROM pgbench_accounts WHERE aid = :aid;\n"), 0o644)
-	p, _ := policy.Parse([]byte(testPolicy))
+	if err := os.WriteFile(script, []byte("\\set aid random(1, 200000)\nSELECT aid, ssn, email, card_number FROM pgbench_accounts WHERE aid = :aid;\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p, err := policy.Parse([]byte(testPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(b.TempDir(), "audit.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
 	tgt := config.Target{Name: "orders-db", Kind: "postgres", Address: pg.Addr, Database: pgtest.Database, Credentials: config.Credentials{User: pgtest.TrustUser}, TLS: "disable"}
 	plain := serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("plain"), tgt)
+	bolt := serve(b, New(Config{Policy: policy.Static(p), Audit: audit.New(st, nil, slog.Default())}), sessionFor("plain"), tgt)
 	masked := serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("dba"), tgt)
+	tunnel := relay(b, pg.Addr)
+	rounds := 3
+	if v, err := strconv.Atoi(os.Getenv("JG_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	runs := []struct {
+		name string
+		addr string
+		args []string
+	}{
+		{"S-direct", pg.Addr, []string{"-S"}},
+		{"S-relay", tunnel, []string{"-S"}},
+		{"S-jumpgate", plain, []string{"-S"}},
+		{"S-jumpgate-bolt", bolt, []string{"-S"}},
+		{"M-direct", pg.Addr, []string{"-f", script}},
+		{"M-relay", tunnel, []string{"-f", script}},
+		{"M-jumpgate", masked, []string{"-f", script}},
+	}
 	for i := 0; i < b.N; i++ {
-		direct := pgbench(b, pg.Addr, "-S")
-		via := pgbench(b, plain, "-S")
-		directM := pgbench(b, pg.Addr, "-f", script)
-		viaM := pgbench(b, masked, "-f", script)
-		b.ReportMetric(direct, "direct-tps")
-		b.ReportMetric(via, "jumpgate-tps")
-		b.ReportMetric(via/direct, "ratio-S")
-		b.ReportMetric(viaM/directM, "ratio-masked")
+		tps := map[string][]float64{}
+		for r := 0; r < rounds; r++ {
+			for _, run := range runs {
+				v := pgbench(b, run.addr, run.args...)
+				tps[run.name] = append(tps[run.name], v)
+				b.Logf("round %d %-16s %8.0f tps", r, run.name, v)
+			}
+		}
+		for _, run := range runs {
+			b.ReportMetric(median(tps[run.name]), run.name+"-tps")
+		}
+		m := func(n string) float64 { return median(tps[n]) }
+		b.ReportMetric(m("S-jumpgate")/m("S-direct"), "S-vs-direct")
+		b.ReportMetric(m("S-jumpgate")/m("S-relay"), "S-vs-relay")
+		b.ReportMetric(m("S-jumpgate-bolt")/m("S-relay"), "S-bolt-vs-relay")
+		b.ReportMetric(m("M-jumpgate")/m("M-direct"), "M-vs-direct")
+		b.ReportMetric(m("M-jumpgate")/m("M-relay"), "M-vs-relay")
 	}
 }
 

@@ -54,6 +54,14 @@ func (c *catalog) exec(ctx context.Context, sql string, args ...string) ([][][]b
 	return res.Rows, res.FieldDescriptions, nil
 }
 
+// cached returns the relation with oid when the cache holds it.
+func (c *catalog) cached(oid uint32) (relInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.cache[oid]
+	return r, ok && c.now().Sub(r.at) < c.ttl
+}
+
 // relation returns the name and columns of the relation with oid.
 func (c *catalog) relation(ctx context.Context, oid uint32) (relInfo, error) {
 	c.mu.Lock()

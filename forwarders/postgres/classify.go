@@ -34,6 +34,10 @@ type Statement struct {
 	CopyRelation string
 	CopyColumns  []string
 	CopyQuery    string
+
+	// fingerprint and normalized (Text with constants replaced) are set on
+	// statements from the cache; empty means compute when needed.
+	fingerprint, normalized string
 }
 
 // PreparedLookup returns the kinds of a prepared statement by name.
@@ -56,31 +60,55 @@ var writeKinds = []string{"insert", "update", "delete", "merge", "copy_from", "c
 // PostgreSQL parser. A query that does not parse yields one opaque statement
 // and the parse error.
 func Classify(query string, prepared PreparedLookup) ([]Statement, error) {
+	sts, _, err := classify(query, prepared)
+	return sts, err
+}
+
+// span is where a statement sits in the query string.
+type span struct{ start, end int }
+
+// classInfo is what the statement cache needs to know about how a
+// classification was reached.
+type classInfo struct {
+	// literal: some decision read a constant's value (option values, COPY,
+	// function and DO bodies); session: it read session state (EXECUTE of
+	// a prepared statement).
+	literal, session bool
+	// intConsts are the locations of the integer constants (A_Const)
+	// anywhere in the tree.
+	intConsts []int
+	spans     []span
+}
+
+func classify(query string, prepared PreparedLookup) ([]Statement, classInfo, error) {
+	var info classInfo
 	tree, err := pg_query.Parse(query)
 	if err != nil {
-		return []Statement{{Text: query, SQLStatement: policy.SQLStatement{Kinds: []string{"other"}, Opaque: true}}}, err
+		return []Statement{{Text: query, SQLStatement: policy.SQLStatement{Kinds: []string{"other"}, Opaque: true}}}, info, err
 	}
 	out := make([]Statement, 0, len(tree.Stmts))
 	for _, rs := range tree.Stmts {
-		text := query
+		sp := span{0, len(query)}
 		start, n := int(rs.StmtLocation), int(rs.StmtLen)
 		if start >= 0 && start <= len(query) {
 			if n == 0 || start+n > len(query) {
-				text = query[start:]
+				sp = span{start, len(query)}
 			} else {
-				text = query[start : start+n]
+				sp = span{start, start + n}
 			}
 		}
-		st := Statement{Text: strings.TrimSpace(text)}
-		c := &classifier{st: &st, prepared: prepared}
+		st := Statement{Text: strings.TrimSpace(query[sp.start:sp.end])}
+		c := &classifier{st: &st, prepared: prepared, info: &info}
 		c.top(rs.Stmt)
 		c.finish()
 		out = append(out, st)
+		info.spans = append(info.spans, sp)
 	}
 	if len(out) == 0 {
 		out = append(out, Statement{Text: query, SQLStatement: policy.SQLStatement{Kinds: []string{"empty"}}})
+		info.spans = append(info.spans, span{0, len(query)})
 	}
-	return out, nil
+	return out, info, nil
 }
 
 // pgQueryVersion is the parse tree version Deparse expects.
@@ -97,6 +125,14 @@ type classifier struct {
 	prepared PreparedLookup
 	depth    int
 	bare     []string // single-name column references
+	info     *classInfo
+}
+
+// literal records that a decision read a constant's value.
+func (c *classifier) literal() {
+	if c.info != nil {
+		c.info.literal = true
+	}
 }
 
 func (c *classifier) add(kinds ...string) {
@@ -194,6 +230,10 @@ func strVal(n *pg_query.Node) string {
 // visit handles one node; it returns false when the children were handled.
 func (c *classifier) visit(v any) bool {
 	switch n := v.(type) {
+	case *pg_query.A_Const:
+		if n.GetIval() != nil && c.info != nil {
+			c.info.intConsts = append(c.info.intConsts, int(n.Location))
+		}
 	case *pg_query.SelectStmt:
 		c.add("select")
 		if n.IntoClause != nil {
@@ -214,6 +254,7 @@ func (c *classifier) visit(v any) bool {
 	case *pg_query.MergeStmt:
 		c.add("merge")
 	case *pg_query.CopyStmt:
+		c.literal()
 		switch {
 		case n.IsProgram:
 			c.add("copy_program", "superuser")
@@ -246,6 +287,7 @@ func (c *classifier) visit(v any) bool {
 			}
 		}
 	case *pg_query.ExplainStmt:
+		c.literal()
 		if d, ok := defName(n.Options, "analyze"); ok && defTrue(d) {
 			c.add("explain_analyze")
 		} else {
@@ -277,6 +319,7 @@ func (c *classifier) visit(v any) bool {
 		c.grant(n.IsGrant)
 		c.add("alter_role")
 	case *pg_query.DoStmt:
+		c.literal()
 		c.add("do")
 		if d, ok := defName(n.Args, "as"); ok {
 			c.plpgsql(strVal(d.Arg))
@@ -290,7 +333,7 @@ func (c *classifier) visit(v any) bool {
 		c.add("prepare")
 		c.st.Prepare = n.Name
 		inner := &Statement{}
-		ic := &classifier{st: inner, prepared: c.prepared, depth: c.depth}
+		ic := &classifier{st: inner, prepared: c.prepared, depth: c.depth, info: c.info}
 		ic.top(n.Query)
 		ic.finish()
 		c.st.PreparedKinds = inner.Kinds
@@ -328,6 +371,7 @@ func (c *classifier) visit(v any) bool {
 	case *pg_query.CheckPointStmt:
 		c.add("superuser")
 	case *pg_query.CreateFunctionStmt:
+		c.literal()
 		c.add("create", "ddl")
 		if n.IsProcedure {
 			c.add("call")
@@ -416,6 +460,7 @@ func (c *classifier) grant(isGrant bool) {
 }
 
 func (c *classifier) roleOptions(opts []*pg_query.Node) {
+	c.literal()
 	for _, o := range []string{"superuser", "createrole", "replication", "bypassrls"} {
 		if d, ok := defName(opts, o); ok && defTrue(d) {
 			c.add("superuser")
@@ -425,6 +470,9 @@ func (c *classifier) roleOptions(opts []*pg_query.Node) {
 
 // resolve adds the kinds of the prepared statement EXECUTE runs.
 func (c *classifier) resolve(name string) {
+	if c.info != nil {
+		c.info.session = true
+	}
 	if c.prepared != nil {
 		if kinds, ok := c.prepared(name); ok {
 			c.add(kinds...)

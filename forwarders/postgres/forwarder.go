@@ -71,6 +71,8 @@ type Forwarder struct {
 	cfg Config
 	log *slog.Logger
 
+	cache *stmtCache
+
 	mu       sync.Mutex
 	keys     map[string]cancelKey // bastion key → upstream key
 	catalogs map[string]*catalog  // by target name
@@ -120,7 +122,8 @@ func New(cfg Config) *Forwarder {
 	if cfg.CatalogTTL <= 0 {
 		cfg.CatalogTTL = time.Minute
 	}
-	return &Forwarder{cfg: cfg, log: cfg.Logger.With("forwarder", "postgres"), keys: map[string]cancelKey{}, catalogs: map[string]*catalog{}}
+	return &Forwarder{cfg: cfg, log: cfg.Logger.With("forwarder", "postgres"), keys: map[string]cancelKey{}, catalogs: map[string]*catalog{},
+		cache: newStmtCache(4096, 16<<20)}
 }
 
 // Close releases the catalog connections.

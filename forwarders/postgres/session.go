@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -83,18 +84,44 @@ type session struct {
 	cwMu sync.Mutex
 	uw   *bufio.Writer // to the upstream; client loop only
 
-	mu        sync.Mutex
-	queue     []*pending
-	stmts     map[string]*prepStmt
-	portals   map[string]*portal
-	sqlPrep   map[string][]string // SQL-level PREPAREd statements → kinds
-	discard   bool
-	auditBad  error
-	plan      *rowPlan // current result's plan (server loop)
-	planKnown bool
-	copyPlan  *copyPlan // current COPY OUT plan (server loop)
-	auditCh   chan audit.Event
-	scratch   []byte
+	mu          sync.Mutex
+	queue       []*pending
+	stmts       map[string]*prepStmt
+	portals     map[string]*portal
+	sqlPrep     map[string][]string // SQL-level PREPAREd statements → kinds
+	discard     bool
+	auditBad    error
+	plan        *rowPlan // current result's plan (server loop)
+	planKnown   bool
+	copyPlan    *copyPlan // current COPY OUT plan (server loop)
+	auditCh     chan auditRec
+	scratch     []byte
+	rulesCur    atomic.Pointer[sessRules]
+	stmtNo      int64 // statements audited (server loop)
+	auditN      int   // audit writers started (server loop)
+	auditWG     sync.WaitGroup
+	auditFailed atomic.Bool
+}
+
+// sessRules are the rules of this session's user on its target under one
+// policy; they are recomputed when the policy is reloaded.
+type sessRules struct {
+	p    *policy.Policy
+	sql  policy.SQLDecider
+	mask policy.MaskSet
+	det  *detectors
+}
+
+// rules returns the rules under the policy in force.
+func (ss *session) rules() *sessRules {
+	p := ss.f.cfg.Policy.Current()
+	if r := ss.rulesCur.Load(); r != nil && r.p == p {
+		return r
+	}
+	r := &sessRules{p: p, sql: p.SQLRules(ss.id, ss.pt), mask: p.MaskRules(ss.id, ss.pt)}
+	r.det = newDetectors(r.mask.Patterns)
+	ss.rulesCur.Store(r)
+	return r
 }
 
 func (ss *session) run(hc *pgconn.HijackedConn) error {
@@ -132,10 +159,10 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 		return err
 	}
 
-	ss.auditCh = make(chan audit.Event, 256)
+	ss.auditCh = make(chan auditRec, 1024)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); ss.auditLoop() }()
+	wg.Add(1)
+	ss.startAuditWorker()
 	serverErr := make(chan error, 1)
 	go func() {
 		defer wg.Done()
@@ -147,8 +174,9 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 	ss.cancel(fmt.Errorf("postgres: client ended: %w", err))
 	ss.up.Close()
 	serr := <-serverErr
-	close(ss.auditCh)
 	wg.Wait()
+	close(ss.auditCh)
+	ss.auditWG.Wait()
 	ss.client.Close()
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
@@ -304,7 +332,7 @@ func (ss *session) clientMsg(typ byte, body []byte) error {
 		if len(body) >= 4 {
 			st.Text = fmt.Sprintf("<function call oid %d>", binary.BigEndian.Uint32(body))
 		}
-		dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).Decide(st.SQLStatement)
+		dec := ss.rules().sql.Decide(st.SQLStatement)
 		if ok, reason := ss.decide(dec, []Statement{st}, "simple"); !ok {
 			return ss.inject('Q', reason, nil)
 		}
@@ -410,11 +438,11 @@ func (ss *session) inject(kind byte, reason string, st *prepStmt) error {
 }
 
 func (ss *session) query(q string, body []byte) error {
-	sts, perr := Classify(q, ss.preparedLookup)
+	sts, perr := ss.f.cache.classify(q, ss.preparedLookup, ss.f.cfg.LogLiterals)
 	if perr != nil {
 		ss.log.Debug("statement does not parse", "err", perr)
 	}
-	dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).DecideAll(policyStatements(sts))
+	dec := decideAll(ss.rules().sql, sts)
 	ps := &prepStmt{stmts: sts}
 	if ok, reason := ss.decide(dec, sts, "simple"); !ok {
 		return ss.inject('Q', reason, ps)
@@ -438,6 +466,15 @@ func (ss *session) query(q string, body []byte) error {
 	return ss.forward('Q', body)
 }
 
+// decideAll is DecideAll without building the statement slice when no
+// rule can match.
+func decideAll(d policy.SQLDecider, sts []Statement) policy.Decision {
+	if d.Empty() {
+		return policy.Decision{Action: policy.ActionAllow}
+	}
+	return d.DecideAll(policyStatements(sts))
+}
+
 func policyStatements(sts []Statement) []policy.SQLStatement {
 	out := make([]policy.SQLStatement, len(sts))
 	for i, s := range sts {
@@ -447,11 +484,11 @@ func policyStatements(sts []Statement) []policy.SQLStatement {
 }
 
 func (ss *session) parse(pm parseMsg, body []byte) error {
-	sts, _ := Classify(pm.query, ss.preparedLookup)
+	sts, _ := ss.f.cache.classify(pm.query, ss.preparedLookup, ss.f.cfg.LogLiterals)
 	if len(sts) > 1 {
 		return ss.inject('P', "jumpgate: cannot insert multiple commands into a prepared statement", nil)
 	}
-	dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).DecideAll(policyStatements(sts))
+	dec := decideAll(ss.rules().sql, sts)
 	ps := &prepStmt{name: pm.name, stmts: sts}
 	switch dec.Action {
 	case policy.ActionBlock:
@@ -480,7 +517,7 @@ func (ss *session) execute(name string, body []byte) error {
 		return ss.forward('E', body)
 	}
 	if pt.stmt.held {
-		dec := ss.f.cfg.Policy.Current().SQLRules(ss.id, ss.pt).DecideAll(policyStatements(pt.stmt.stmts))
+		dec := decideAll(ss.rules().sql, pt.stmt.stmts)
 		if ok, reason := ss.decide(dec, pt.stmt.stmts, "extended"); !ok {
 			return ss.inject('P', reason, pt.stmt)
 		}
@@ -505,14 +542,13 @@ func (ss *session) execute(name string, body []byte) error {
 	return ss.forward('E', body)
 }
 
-func (ss *session) masks() policy.MaskSet {
-	return ss.f.cfg.Policy.Current().MaskRules(ss.id, ss.pt)
-}
+func (ss *session) masks() policy.MaskSet { return ss.rules().mask }
 
 // prepareCopy computes the mask plan of a COPY TO STDOUT; a non-empty
 // result refuses the statement.
 func (ss *session) prepareCopy(ps *prepStmt) string {
-	m := ss.masks()
+	r := ss.rules()
+	m := r.mask
 	for _, s := range ps.stmts {
 		if !s.CopyOut || m.Empty() {
 			continue
@@ -520,7 +556,7 @@ func (ss *session) prepareCopy(ps *prepStmt) string {
 		if s.CopyBinary {
 			return "jumpgate: binary COPY output cannot be masked; use text or csv format"
 		}
-		cp := &copyPlan{det: newDetectors(m.Patterns), delim: '\t'}
+		cp := &copyPlan{det: r.det, delim: '\t'}
 		low := strings.ToLower(s.Text)
 		if strings.Contains(low, "csv") {
 			cp.csv, cp.delim = true, ','
@@ -585,11 +621,12 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 
 // planFor computes the masks of a result described by fs.
 func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
-	m := ss.masks()
+	r := ss.rules()
+	m := r.mask
 	if m.Empty() {
 		return nil
 	}
-	p := &rowPlan{cols: make([]colMask, len(fs)), det: newDetectors(m.Patterns)}
+	p := &rowPlan{cols: make([]colMask, len(fs)), det: r.det}
 	derived := false
 	if st != nil && m.HasColumns() {
 		for _, c := range st.Columns {
@@ -612,9 +649,13 @@ func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
 			if cat == nil {
 				cat = ss.f.catalogFor(ss.t)
 			}
-			ctx, cancel := context.WithTimeout(ss.ctx, ss.f.cfg.StartupTimeout)
-			rel, err := cat.relation(ctx, f.tableOID)
-			cancel()
+			rel, ok := cat.cached(f.tableOID)
+			var err error
+			if !ok {
+				ctx, cancel := context.WithTimeout(ss.ctx, ss.f.cfg.StartupTimeout)
+				rel, err = cat.relation(ctx, f.tableOID)
+				cancel()
+			}
 			if err != nil {
 				ss.log.Warn("catalog lookup failed; masking the column", "err", err)
 				c.whole = true
@@ -758,8 +799,8 @@ func (ss *session) serverLoop() error {
 		case 'H':
 			if p := ss.front(); p != nil && p.stmt != nil {
 				ss.copyPlan = p.stmt.copy
-				if p.stmt.copy == nil && !ss.masks().Empty() {
-					ss.copyPlan = &copyPlan{det: newDetectors(ss.masks().Patterns), delim: '\t'}
+				if r := ss.rules(); p.stmt.copy == nil && !r.mask.Empty() {
+					ss.copyPlan = &copyPlan{det: r.det, delim: '\t'}
 				}
 			}
 		case 'W':
@@ -832,9 +873,9 @@ func (ss *session) serverLoop() error {
 func (ss *session) planForCurrent() *rowPlan {
 	p := ss.front()
 	if p == nil || p.kind != 'E' || p.portal == nil {
-		if !ss.masks().Empty() {
+		if r := ss.rules(); !r.mask.Empty() {
 			// Rows we cannot place: mask every value.
-			return &rowPlan{det: newDetectors(ss.masks().Patterns)}
+			return &rowPlan{det: r.det}
 		}
 		return nil
 	}
@@ -866,37 +907,71 @@ func (ss *session) planForCurrent() *rowPlan {
 		st = &pt.stmt.stmts[0]
 	}
 	if fs == nil {
-		if !ss.masks().Empty() {
-			return &rowPlan{det: newDetectors(ss.masks().Patterns)}
+		if r := ss.rules(); !r.mask.Empty() {
+			return &rowPlan{det: r.det}
 		}
 		return nil
 	}
 	return ss.planFor(fs, st)
 }
 
+// auditRec is one finished statement on its way to the audit log; the
+// server loop only fills it in, the audit goroutine builds the event.
+type auditRec struct {
+	st        *Statement // nil: text and kinds below
+	text      string
+	kinds     []string
+	protocol  string
+	at        time.Time // when the statement finished
+	dur       time.Duration
+	rows      int64
+	n         int64 // statement number within the session
+	tag       []byte
+	suspended bool
+	errMsg    string
+}
+
 // complete audits one finished statement.
 func (ss *session) complete(p *pending, typ byte, body []byte, errMsg string) {
-	var text string
-	var kinds []string
-	protocol := "extended"
+	rec := auditRec{protocol: "extended"}
 	switch {
 	case p.kind == 'Q' && p.stmt != nil && p.idx < len(p.stmt.stmts):
-		s := p.stmt.stmts[p.idx]
-		text, kinds, protocol = s.Text, s.Kinds, "simple"
+		rec.st, rec.protocol = &p.stmt.stmts[p.idx], "simple"
 	case p.kind == 'F' && p.stmt != nil:
-		text, kinds, protocol = p.stmt.stmts[0].Text, p.stmt.stmts[0].Kinds, "function_call"
+		rec.st, rec.protocol = &p.stmt.stmts[0], "function_call"
 	case p.portal != nil && p.portal.stmt != nil && len(p.portal.stmt.stmts) > 0:
-		s := p.portal.stmt.stmts[0]
-		text, kinds = s.Text, s.Kinds
+		rec.st = &p.portal.stmt.stmts[0]
 	case p.kind == 'E':
-		text = "<unknown portal>"
+		rec.text = "<unknown portal>"
 	default:
 		return
 	}
-	d := map[string]any{"text": text, "protocol": protocol, "kinds": kinds,
-		"duration_ms": float64(ss.f.cfg.Clock().Sub(p.start).Microseconds()) / 1000, "rows": p.rows}
+	rec.at = ss.f.cfg.Clock()
+	rec.dur, rec.rows, rec.errMsg, rec.suspended = rec.at.Sub(p.start), p.rows, errMsg, typ == 's'
 	if typ == 'C' && len(body) > 0 {
-		tag, _, _ := cstr(body)
+		rec.tag = append([]byte(nil), body...)
+	}
+	ss.stmtNo++
+	rec.n = ss.stmtNo
+	select {
+	case ss.auditCh <- rec:
+	case <-ss.ctx.Done():
+	}
+	if len(ss.auditCh) > 1 && ss.auditN < auditWorkers {
+		ss.startAuditWorker()
+	}
+}
+
+// event builds the sql.query event of rec.
+func (ss *session) event(rec auditRec) audit.Event {
+	text, kinds, fp, norm := rec.text, rec.kinds, "", ""
+	if rec.st != nil {
+		text, kinds, fp, norm = rec.st.Text, rec.st.Kinds, rec.st.fingerprint, rec.st.normalized
+	}
+	d := map[string]any{"protocol": rec.protocol, "kinds": kinds, "statement": rec.n,
+		"duration_ms": float64(rec.dur.Microseconds()) / 1000, "rows": rec.rows}
+	if rec.tag != nil {
+		tag, _, _ := cstr(rec.tag)
 		d["tag"] = tag
 		if i := strings.LastIndexByte(tag, ' '); i >= 0 {
 			if n, err := strconv.ParseInt(tag[i+1:], 10, 64); err == nil {
@@ -904,38 +979,63 @@ func (ss *session) complete(p *pending, typ byte, body []byte, errMsg string) {
 			}
 		}
 	}
-	if typ == 's' {
+	if rec.suspended {
 		d["suspended"] = true
 	}
-	if errMsg != "" {
-		d["error"] = errMsg
+	if rec.errMsg != "" {
+		d["error"] = rec.errMsg
 	}
-	e := audit.Event{Type: audit.SQLQuery, User: ss.s.User, Target: ss.t.Name, Session: ss.s.ID, Source: ss.s.Source, Details: d}
-	select {
-	case ss.auditCh <- e:
-	case <-ss.ctx.Done():
+	if fp == "" {
+		if f, err := pg_query.Fingerprint(text); err == nil {
+			fp = f
+		}
 	}
+	if fp != "" {
+		d["fingerprint"] = fp
+	}
+	if norm != "" && !ss.f.cfg.LogLiterals && rec.protocol != "extended" {
+		d["text"] = norm
+	} else {
+		d["text"] = ss.auditText(text, rec.protocol)
+	}
+	return audit.Event{Time: rec.at, Type: audit.SQLQuery, User: ss.s.User, Target: ss.t.Name, Session: ss.s.ID, Source: ss.s.Source, Details: d}
 }
 
-// auditLoop writes sql.query events off the relay path; a failed write
+// auditWorkers bounds the goroutines of one session writing sql.query
+// events at once. The first is started with the session; complete starts
+// another while events queue up. Several writers let a store that
+// coalesces concurrent writers (boltstore's Batch) commit many events in
+// one transaction; their order in the chain may then differ within that
+// window, so each event carries the time its statement finished and its
+// number within the session.
+const auditWorkers = 32
+
+// startAuditWorker starts one more writer (server loop or run).
+func (ss *session) startAuditWorker() {
+	ss.auditN++
+	ss.auditWG.Add(1)
+	go func() {
+		defer ss.auditWG.Done()
+		ss.auditWorker()
+	}()
+}
+
+// auditWorker writes sql.query events off the relay path; a failed write
 // closes the session (fail closed for every later statement).
-func (ss *session) auditLoop() {
-	for e := range ss.auditCh {
-		text, _ := e.Details["text"].(string)
-		if fp, err := pg_query.Fingerprint(text); err == nil {
-			e.Details["fingerprint"] = fp
+func (ss *session) auditWorker() {
+	for rec := range ss.auditCh {
+		if ss.auditFailed.Load() {
+			continue // drain: the session is closing
 		}
-		e.Details["text"] = ss.auditText(text, e.Details["protocol"].(string))
-		if _, err := ss.f.cfg.Audit.Emit(context.WithoutCancel(ss.ctx), e); err != nil {
+		if _, err := ss.f.cfg.Audit.Emit(context.WithoutCancel(ss.ctx), ss.event(rec)); err != nil {
 			ss.mu.Lock()
 			ss.auditBad = err
 			ss.mu.Unlock()
-			ss.log.Error("audit write failed; closing the session", "err", err)
-			ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
-			ss.cancel(err)
-			for range ss.auditCh {
+			if ss.auditFailed.CompareAndSwap(false, true) {
+				ss.log.Error("audit write failed; closing the session", "err", err)
+				ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
+				ss.cancel(err)
 			}
-			return
 		}
 	}
 }

@@ -114,13 +114,18 @@ func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gos
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ic.ctx = cctx
-	context.AfterFunc(cctx, func() { sc.Close() })
-
 	ic.up, ic.upErr = s.dialUpstream(cctx, u, t, ic.login, ic.id, ic.access)
+	// Ending the inner connection ends the upstream one too; the reverse
+	// channel loops (counted in ic.wg) only stop when it is closed.
+	context.AfterFunc(cctx, func() {
+		sc.Close()
+		if ic.up != nil {
+			ic.up.Close()
+		}
+	})
 	if ic.upErr != nil {
 		s.log.Warn("upstream connection failed", "target", t.Name, "user", u.Name, "err", ic.upErr)
 	} else {
-		defer ic.up.Close()
 		ic.startReverseChannels()
 		go func() {
 			_ = ic.up.Wait()

@@ -16,9 +16,12 @@ func (a *API) registerSessions(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/sessions/{id}/recording", a.authed(a.handleRecording))
 }
 
-// CanSee reports whether c may see s: auditors see all, others their own.
+// CanSee reports whether c may see s: auditors see all sessions,
+// approvers also see running ones (so they can end them), everyone sees
+// their own.
 func (a *API) CanSee(c Caller, s storage.Session) bool {
-	return a.IsAuditor(c) || s.User == c.Username
+	return a.IsAuditor(c) || s.User == c.Username ||
+		(s.Status == storage.SessionRunning && a.Policy.Current().IsApprover(c.PolicyIdentity()))
 }
 
 func (a *API) handleSessions(w http.ResponseWriter, r *http.Request, c Caller, _ []byte) {
@@ -32,7 +35,8 @@ func (a *API) handleSessions(w http.ResponseWriter, r *http.Request, c Caller, _
 		}
 		f.Since = t
 	}
-	if !a.IsAuditor(c) {
+	approver := a.Policy.Current().IsApprover(c.PolicyIdentity())
+	if !a.IsAuditor(c) && !approver {
 		if f.User != "" && f.User != c.Username {
 			writeError(w, apiErr(http.StatusForbidden, "only auditors see other users' sessions", nil))
 			return
@@ -44,10 +48,13 @@ func (a *API) handleSessions(w http.ResponseWriter, r *http.Request, c Caller, _
 		writeError(w, classify(err))
 		return
 	}
-	if list == nil {
-		list = []storage.Session{}
+	out := []storage.Session{}
+	for _, s := range list {
+		if a.CanSee(c, s) {
+			out = append(out, s)
+		}
 	}
-	writeJSON(w, 200, list)
+	writeJSON(w, 200, out)
 }
 
 // session returns the session if c may see it; otherwise 404, so a

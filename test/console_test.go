@@ -117,3 +117,44 @@ func TestConsoleApprovesHeldExecAndReplays(t *testing.T) {
 		t.Fatalf("the replayed terminal never showed the output: %v", err)
 	}
 }
+
+// TestConsoleTerminatesLiveSession: an approver ends a running recorded
+// shell from the console; the user sees why and the session ends.
+func TestConsoleTerminatesLiveSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	env := startBastionEnv(t)
+	term := harness.StartTerminal(t, "ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
+	harness.WaitFor(t, 30*time.Second, "a prompt", term.Seen("# "))
+	var sid string
+	harness.WaitFor(t, 30*time.Second, "the running session", func() bool {
+		var ss []storage.Session
+		json.Unmarshal([]byte(env.srv.MustJG(t, "sessions", "list", "--json", "--status", "running")), &ss)
+		for _, s := range ss {
+			if s.Kind == "shell" {
+				sid = s.ID
+			}
+		}
+		return sid != ""
+	})
+	dave := newTab(t)
+	consoleLogin(t, dave, env.srv, "dave", "/sessions/"+sid)
+	t.Cleanup(func() {
+		if t.Failed() {
+			c, cancel := context.WithTimeout(dave, 10*time.Second)
+			defer cancel()
+			body, _ := chromedp.Run(c, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+			t.Logf("dave's page: %s", body)
+		}
+	})
+	browse(t, dave,
+		chromedp.WaitVisible(chromedp.CSS(`form.terminate button`)),
+		chromedp.Click(chromedp.CSS(`form.terminate button`)),
+	)
+	harness.WaitFor(t, 30*time.Second, "the user to be told", term.Seen("ended by dave@example.com"))
+	term.Wait(t, 30*time.Second)
+	if ev := env.srv.MustJG(t, "audit", "list", "--json", "--type", "session.terminated"); !strings.Contains(ev, sid) {
+		t.Fatalf("no session.terminated event: %s", ev)
+	}
+}

@@ -340,7 +340,12 @@ func TestSessionVisibility(t *testing.T) {
 			name string
 			hc   *http.Client
 		}{{"alice", aliceC}, {"dave", daveC}} {
-			for _, p := range []string{"/sessions/" + e.bobSession, "/sessions/" + e.bobSession + "/recording", "/sessions/" + e.liveSession + "/recording"} {
+			paths := []string{"/sessions/" + e.bobSession, "/sessions/" + e.bobSession + "/recording"}
+			if c.name == "alice" {
+				// Approvers (dave) see running sessions so they can end them.
+				paths = append(paths, "/sessions/"+e.liveSession+"/recording")
+			}
+			for _, p := range paths {
 				st, body := e.get(t, c.hc, p)
 				if st != http.StatusNotFound || strings.Contains(body, "bob-private-output") {
 					t.Errorf("%s %s: %d", c.name, p, st)
@@ -350,6 +355,9 @@ func TestSessionVisibility(t *testing.T) {
 			if st, _ := e.get(t, c.hc, "/sessions/s-nope"); st != http.StatusNotFound {
 				t.Errorf("missing session: %d", st)
 			}
+		}
+		if st, _ := e.get(t, daveC, "/sessions/"+e.liveSession); st != http.StatusOK {
+			t.Errorf("approver viewing a running session: %d", st)
 		}
 		resp := e.do(t, aliceC, "POST", "/sessions/"+e.liveSession+"/terminate", url.Values{"csrf": {csrfOf(t, mustGet(t, e, aliceC, "/sessions"))}}, nil)
 		if resp.StatusCode != http.StatusNotFound {

@@ -49,7 +49,7 @@ func (c *Console) handleSessions(w http.ResponseWriter, r *http.Request, u *user
 		sf.Since = t
 	}
 	api := c.cfg.API
-	auditor := api.IsAuditor(u.caller())
+	auditor := api.IsAuditor(u.caller()) || api.Policy.Current().IsApprover(u.caller().PolicyIdentity())
 	if !auditor {
 		if sf.User != "" && sf.User != u.Username {
 			c.errorPage(w, r, u, http.StatusForbidden, "Only auditors see other users' sessions.")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,12 +41,35 @@ auditors: [{groups: [security]}]
 admins: [{groups: [sre-leads]}]
 `
 
+// childrenOf counts the processes whose parent is pid.
+func childrenOf(pid int) int {
+	n := 0
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			n++
+		}
+	}
+	return n
+}
+
 type bastionEnv struct {
 	srv    *harness.Server
 	alice  *harness.User // engineering
 	dave   *harness.User // sre-leads: approver, admin
 	keys   caKeys
 	target string
+	sshdPID int
 }
 
 func startBastionEnv(t *testing.T, extraConfig ...string) *bastionEnv {
@@ -61,7 +85,7 @@ func startBastionEnv(t *testing.T, extraConfig ...string) *bastionEnv {
 			{Name: "prod-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "prod"}},
 		},
 	})
-	return &bastionEnv{srv: srv, alice: srv.Login(t, "alice"), dave: srv.Login(t, "dave"), keys: keys, target: sshd.Addr}
+	return &bastionEnv{srv: srv, alice: srv.Login(t, "alice"), dave: srv.Login(t, "dave"), keys: keys, target: sshd.Addr, sshdPID: sshd.PID}
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -95,6 +119,16 @@ func TestBastionEndToEnd(t *testing.T) {
 		if exitCode(err) != 3 || strings.TrimSpace(so.String()) != "hello-from-web-1" || !strings.Contains(se.String(), "to-stderr") {
 			t.Fatalf("exit %d stdout %q stderr %q", exitCode(err), so.String(), se.String())
 		}
+	})
+
+	t.Run("no upstream connection outlives its session", func(t *testing.T) {
+		ctx := ctxT(t, 60*time.Second)
+		for i := 0; i < 3; i++ {
+			if out, err := alice.SSH(ctx, "root", "web-1", "true"); err != nil {
+				t.Fatalf("ssh: %v %s", err, out)
+			}
+		}
+		harness.WaitFor(t, 15*time.Second, "the target's session processes to go away", func() bool { return childrenOf(env.sshdPID) == 0 })
 	})
 
 	t.Run("stdin EOF and large output pass through", func(t *testing.T) {

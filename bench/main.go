@@ -84,7 +84,7 @@ func parseFlags() *Flags {
 	flag.IntVar(&f.Rounds, "rounds", 3, "interleaved rounds of the transfer benchmarks (1, 2, 6)")
 	flag.IntVar(&f.Connects, "connects", 100, "ssh -J … true runs per side (benchmark 3)")
 	flag.IntVar(&f.Sessions, "sessions", 1000, "concurrent idle recorded sessions (benchmark 4)")
-	flag.IntVar(&f.SessionRounds, "session-rounds", 2, "interleaved rounds of benchmark 4")
+	flag.IntVar(&f.SessionRounds, "session-rounds", 1, "interleaved rounds of benchmark 4")
 	flag.IntVar(&f.Echo, "echo", 200, "keystroke echo samples per side (benchmark 4)")
 	flag.IntVar(&f.Certs, "certs", 4000, "certificates issued per round (benchmark 5)")
 	flag.IntVar(&f.CertRounds, "cert-rounds", 5, "interleaved rounds of benchmark 5")
@@ -171,7 +171,7 @@ func run(fl *Flags, log *slog.Logger) (code int) {
 	slices.SortStableFunc(rows, func(a, b Row) int { return compareID(a.ID, b.ID) })
 	table := renderTable(fl, rows, time.Since(start))
 	fmt.Print(table)
-	if fl.Out != "" && fl.Only == "" {
+	if fl.Out != "" && fl.Only == "" && ctx.Err() == nil {
 		if err := writeResults(fl.Out, table); err != nil {
 			log.Error("cannot write results", "file", fl.Out, "err", err)
 		} else {

@@ -53,7 +53,8 @@ func newLineGate(ss *sess, cols, rows int) *lineGate {
 func (g *lineGate) output(p []byte) {
 	g.mu.Lock()
 	g.pending = append(g.pending, p...)
-	if len(g.pending) > maxPending {
+	// Trim only when twice over the bound, so the copy is amortized.
+	if len(g.pending) > 2*maxPending {
 		g.pending = append(g.pending[:0], g.pending[len(g.pending)-maxPending:]...)
 		g.dropped = true
 	}
@@ -74,6 +75,9 @@ func (g *lineGate) feed() {
 	p, dropped := g.pending, g.dropped
 	g.pending, g.dropped = nil, false
 	g.mu.Unlock()
+	if len(p) > maxPending {
+		p, dropped = p[len(p)-maxPending:], true
+	}
 	if dropped {
 		// The head was dropped: start from a clean screen; the tail
 		// (and the shell's next prompt) redraws what matters.

@@ -72,8 +72,9 @@ type Verifier struct {
 	issuers []*issuer
 	clock   func() time.Time
 
-	mu   sync.Mutex
-	used map[string]time.Time
+	mu        sync.Mutex
+	used      map[string]time.Time
+	lastSweep time.Time
 }
 
 // New builds a verifier. Discovery happens lazily at the first token, and is
@@ -257,7 +258,10 @@ func (v *Verifier) MarkUsed(raw string, expiry time.Time) error {
 	now := v.clock()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.used) > 4096 {
+	// Forget expired tokens at most every 10 seconds: a sweep on every
+	// call would cost O(tokens in flight) per certificate.
+	if len(v.used) > 4096 && now.Sub(v.lastSweep) > 10*time.Second {
+		v.lastSweep = now
 		for t, exp := range v.used {
 			if now.After(exp) {
 				delete(v.used, t)

@@ -3,6 +3,10 @@ package forwarders
 import (
 	"context"
 	"io"
+	"time"
+
+	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/storage"
 
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/policy"
@@ -33,6 +37,18 @@ func (s Session) Identity() policy.Identity {
 type Stream interface {
 	io.ReadWriteCloser
 	CloseWrite() error
+}
+
+// Auditor appends audit events; an error means the event is not durable
+// and the forwarder must refuse what it describes (an *audit.Log).
+type Auditor interface {
+	Emit(ctx context.Context, e audit.Event) (audit.Event, error)
+}
+
+// Approver holds operations for approval (an *approvals.Queue).
+type Approver interface {
+	Create(ctx context.Context, r storage.Request, ttl time.Duration) (storage.Request, error)
+	Wait(ctx context.Context, id string) (storage.Request, error)
 }
 
 // Forwarder serves one channel to a target of its kind until the client or

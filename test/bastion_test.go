@@ -64,21 +64,21 @@ func childrenOf(pid int) int {
 }
 
 type bastionEnv struct {
-	srv    *harness.Server
-	alice  *harness.User // engineering
-	dave   *harness.User // sre-leads: approver, admin
-	keys   caKeys
-	target string
+	srv     *harness.Server
+	alice   *harness.User // engineering
+	dave    *harness.User // sre-leads: approver, admin
+	keys    harness.CAKeys
+	target  string
 	sshdPID int
 }
 
 func startBastionEnv(t *testing.T, extraConfig ...string) *bastionEnv {
 	t.Helper()
-	keys := newCAKeys(t)
-	sshd := startTarget(t, keys, []string{"web-1", "web-raw"})
+	keys := harness.NewCAKeys(t)
+	sshd := keys.StartCertSSHD(t, []string{"web-1", "web-raw", "prod-1"})
 	idp := harness.StartIdP(t)
 	srv := harness.StartServer(t, harness.ServerOptions{
-		IdP: idp, Policy: bastionPolicy, ExtraConfig: keys.config() + strings.Join(extraConfig, ""),
+		IdP: idp, Policy: bastionPolicy, ExtraConfig: keys.CAConfig("", "") + strings.Join(extraConfig, ""),
 		Targets: []harness.Target{
 			{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}},
 			{Name: "web-raw", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Record: boolp(false), Labels: map[string]string{"env": "test"}},

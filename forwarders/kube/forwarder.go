@@ -17,23 +17,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
 	"github.com/jumpgate/jumpgate/policy"
-	"github.com/jumpgate/jumpgate/storage"
 )
 
-// Auditor appends audit events; an error means the event is not durable.
-type Auditor interface {
-	Emit(ctx context.Context, e audit.Event) (audit.Event, error)
-}
-
-// Approver holds requests for approval (an *approvals.Queue).
-type Approver interface {
-	Create(ctx context.Context, r storage.Request, ttl time.Duration) (storage.Request, error)
-	Wait(ctx context.Context, id string) (storage.Request, error)
-}
+// Auditor and Approver are the shared forwarder interfaces.
+type (
+	Auditor  = forwarders.Auditor
+	Approver = forwarders.Approver
+)
 
 // Config configures the forwarder. Policy, Audit and CA are required.
 type Config struct {

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/jumpgate/jumpgate/config"
 )
 
@@ -119,6 +121,33 @@ func FuzzResolveTarget(f *testing.F) {
 		tg, ref := resolveTarget(targets, host, port)
 		if ref == nil && tg.Name != "web-1" {
 			t.Fatalf("resolved %q to %q", host, tg.Name)
+		}
+	})
+}
+
+// FuzzChannelPayloads decodes untrusted SSH request and channel payloads
+// the way the bastion does.
+func FuzzChannelPayloads(f *testing.F) {
+	f.Add(gossh.Marshal(ptyReq{Term: "xterm", Cols: 80, Rows: 24}))
+	f.Add(gossh.Marshal(directTCPIP{DestAddr: "web-1", DestPort: 22, OriginAddr: "127.0.0.1", OriginPort: 5000}))
+	f.Add(gossh.Marshal(envReq{Name: "LANG", Value: "C"}))
+	f.Add([]byte{0, 0, 0, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p ptyReq
+		_ = gossh.Unmarshal(b, &p)
+		var w windowChange
+		_ = gossh.Unmarshal(b, &w)
+		var e envReq
+		if gossh.Unmarshal(b, &e) == nil {
+			_ = envAllowed(e.Name)
+		}
+		var x execReq
+		if gossh.Unmarshal(b, &x) == nil {
+			_ = x.Command
+		}
+		var d directTCPIP
+		if gossh.Unmarshal(b, &d) == nil {
+			_, _ = resolveTarget([]config.Target{{Name: "web-1", Kind: config.KindSSH, Address: "10.0.0.5:22"}}, d.DestAddr, d.DestPort)
 		}
 	})
 }

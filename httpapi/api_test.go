@@ -422,3 +422,25 @@ func TestMachineIdentity(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCertificateRequest feeds arbitrary bodies and tokens to the
+// certificate endpoint: it must answer with a JSON error or a certificate,
+// never panic or 5xx on bad input.
+func FuzzCertificateRequest(f *testing.F) {
+	e := newAPIEnv(f)
+	e.api.RateLimit = 0
+	e.h = e.api.Handler()
+	f.Add([]byte(`{"public_key":"ssh-ed25519 AAAA","ttl":"5m"}`), "a.b.c")
+	f.Add([]byte(`{"public_key":1}`), "")
+	f.Add([]byte(`[]`), "eyJhbGciOiJub25lIn0.e30.")
+	f.Fuzz(func(t *testing.T, body []byte, token string) {
+		rec := e.post(t, token, body)
+		if rec.Code >= 500 && rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d for body %q", rec.Code, body)
+		}
+		var res map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+			t.Fatalf("non-JSON answer %q", rec.Body)
+		}
+	})
+}

@@ -68,6 +68,7 @@ type bastionEnv struct {
 	alice   *harness.User // engineering
 	dave    *harness.User // sre-leads: approver, admin
 	keys    harness.CAKeys
+	idp     *harness.IdP
 	target  string
 	sshdPID int
 }
@@ -85,7 +86,7 @@ func startBastionEnv(t *testing.T, extraConfig ...string) *bastionEnv {
 			{Name: "prod-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "prod"}},
 		},
 	})
-	return &bastionEnv{srv: srv, alice: srv.Login(t, "alice"), dave: srv.Login(t, "dave"), keys: keys, target: sshd.Addr, sshdPID: sshd.PID}
+	return &bastionEnv{srv: srv, alice: srv.Login(t, "alice"), dave: srv.Login(t, "dave"), keys: keys, idp: idp, target: sshd.Addr, sshdPID: sshd.PID}
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

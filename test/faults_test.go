@@ -105,3 +105,21 @@ func TestRecordingUnavailableFailsClosed(t *testing.T) {
 		t.Fatalf("after repair: %v %q", err, out)
 	}
 }
+
+// TestIdPDown: with the identity provider unreachable, a login fails with a
+// clear error and certificates already issued keep working.
+func TestIdPDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	env := startBastionEnv(t)
+	env.idp.Stop()
+	out, err := env.alice.JG(t, "login", "--device", "--no-agent")
+	if err == nil || !strings.Contains(out, "jumpgate: ") || strings.Count(strings.TrimSpace(out), "\n") > 3 {
+		t.Fatalf("login with the IdP down: %v\n%s", err, out)
+	}
+	ctx := ctxT(t, 60*time.Second)
+	if out, err := env.alice.SSH(ctx, "root", "web-1", "echo still-works"); err != nil || !strings.Contains(out, "still-works") {
+		t.Fatalf("existing certificate stopped working: %v %q", err, out)
+	}
+}

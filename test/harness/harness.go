@@ -269,3 +269,6 @@ func Run(ctx context.Context, env []string, name string, args ...string) (string
 
 // Quote is for test messages.
 func Quote(args []string) string { return strings.Join(args, " ") }
+
+// Stop takes the IdP down (connections refused from now on).
+func (i *IdP) Stop() { i.srv.Close() }

@@ -215,8 +215,10 @@ Try it (no browser needed):
      then complete the login it prints, from a browser or from this terminal:
        jumpgate dev approve-device --server %[2]s --ca-file %[3]s --user alice CODE
   2. jumpgate status
-  3. ssh -F %[7]s %[8]s@demo                       (a recorded shell through the bastion)
-     ssh -J jumpgate@127.0.0.1:%[9]s %[8]s@demo     (same, with the key in ssh-agent)
+  3. ssh -F %[7]s %[8]s@demo
+     (a recorded shell through the bastion on port %[9]s; that ssh_config
+     uses the key, certificate and known_hosts jumpgate login wrote in
+     ~/.ssh/jumpgate/ — or paste the snippet login printed into ~/.ssh/config)
   4. jumpgate sessions list --config %[10]s
      jumpgate replay ID --config %[10]s
   5. jumpgate audit list --config %[10]s;  jumpgate audit verify --config %[10]s

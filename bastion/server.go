@@ -113,6 +113,28 @@ var ErrNoSuchSession = errors.New("bastion: no such running session")
 type liveSession struct {
 	user, target string
 	cancel       context.CancelCauseFunc
+	warn         func(msg string)
+}
+
+func (s *Server) liveCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.live)
+}
+
+// warnAll shows msg to every running session.
+func (s *Server) warnAll(msg string) {
+	s.mu.Lock()
+	var warns []func(string)
+	for _, ls := range s.live {
+		if ls.warn != nil {
+			warns = append(warns, ls.warn)
+		}
+	}
+	s.mu.Unlock()
+	for _, w := range warns {
+		w(msg)
+	}
 }
 
 // Terminate ends a running session on this bastion; the user sees reason.
@@ -142,9 +164,9 @@ func (s *Server) TerminateWhere(user, target string, reason error) []string {
 	return ended
 }
 
-func (s *Server) register(id, user, target string, cancel context.CancelCauseFunc) func() {
+func (s *Server) register(id, user, target string, cancel context.CancelCauseFunc, warn func(string)) func() {
 	s.mu.Lock()
-	s.live[id] = liveSession{user: user, target: target, cancel: cancel}
+	s.live[id] = liveSession{user: user, target: target, cancel: cancel, warn: warn}
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
@@ -244,8 +266,23 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Shutdown stops accepting, tells running sessions why, and waits for them
 // until ctx ends; then it closes what is left.
+//
+// Running sessions are told first and get until shortly before ctx's
+// deadline to finish; then they are ended with reason (their recordings
+// are closed and signed as usual).
 func (s *Server) Shutdown(ctx context.Context, reason error) error {
 	s.draining.Store(true)
+	if deadline, ok := ctx.Deadline(); ok {
+		grace := time.Until(deadline) - 2*time.Second
+		if grace > 0 && s.liveCount() > 0 {
+			s.warnAll(fmt.Sprintf("the server is shutting down; this session will be closed in %s", grace.Round(time.Second)))
+			t := time.NewTicker(100 * time.Millisecond)
+			for end := time.Now().Add(grace); time.Now().Before(end) && s.liveCount() > 0; {
+				<-t.C
+			}
+			t.Stop()
+		}
+	}
 	s.mu.Lock()
 	for c := range s.conns {
 		c.cancel(reason)

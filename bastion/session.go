@@ -111,7 +111,7 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 	}
 	ctx, cancel := context.WithCancelCause(ic.ctx)
 	defer cancel(nil)
-	defer s.register(ss.id, ic.u.Name, ic.t.Name, cancel)()
+	defer s.register(ss.id, ic.u.Name, ic.t.Name, cancel, ss.warn)()
 	// When the gate ends the session (revocation, an access window closing,
 	// an approver, shutdown), the user is told why before the channel
 	// closes: the message, exit status 255, EOF, close — in that order.
@@ -234,6 +234,20 @@ func userReason(err error) string {
 }
 
 var errRecording = errors.New("recording failed")
+
+// warn shows the user a message from the gate without ending the session.
+func (ss *sess) warn(msg string) {
+	b := []byte("\r\njumpgate: " + msg + "\r\n")
+	ss.mu.Lock()
+	interactive := ss.pty != nil
+	ss.mu.Unlock()
+	if interactive {
+		_ = ss.recordOut(b)
+		_, _ = ss.ch.Write(b)
+		return
+	}
+	_, _ = ss.ch.Stderr().Write(b)
+}
 
 func (ss *sess) setEnd(reason string) {
 	ss.mu.Lock()

@@ -123,3 +123,27 @@ func TestIdPDown(t *testing.T) {
 		t.Fatalf("existing certificate stopped working: %v %q", err, out)
 	}
 }
+
+// TestDrainOnSIGTERM: running sessions are told the server is going down,
+// get a deadline, and end cleanly (ended, not interrupted; recording signed).
+func TestDrainOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	env := startBastionEnv(t)
+	term := harness.StartTerminal(t, "ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
+	harness.WaitFor(t, 30*time.Second, "a prompt", term.Seen("# "))
+	env.srv.Restart(t) // SIGTERM, wait, start again on the same data
+	if !strings.Contains(term.Output(), "shutting down") {
+		t.Fatalf("the user was not told: %q", term.Output())
+	}
+	term.Wait(t, 30*time.Second)
+	var ss []storage.Session
+	json.Unmarshal([]byte(env.srv.MustJG(t, "sessions", "list", "--json")), &ss)
+	for _, s := range ss {
+		if s.Kind == "shell" && (s.Status != storage.SessionEnded || s.SHA256 == "") {
+			t.Fatalf("drained session: %+v", s)
+		}
+	}
+	env.srv.MustJG(t, "audit", "verify")
+}

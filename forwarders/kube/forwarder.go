@@ -12,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -146,16 +145,13 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 	ln := newOneConnListener(nc)
 	var handlers sync.WaitGroup
 	h := &handler{f: f, log: log, s: s, t: t, upstream: upstream, wg: &handlers}
-	newProxy := func(h1 bool) *httputil.ReverseProxy {
-		return &httputil.ReverseProxy{
-			Rewrite:        h.rewrite,
-			Transport:      f.transport(t, h1),
-			ModifyResponse: h.modifyResponse,
-			ErrorHandler:   h.proxyError,
-			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      f.transport(t),
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.proxyError,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	h.proxy, h.upgradeProxy = newProxy(false), newProxy(true)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: f.cfg.ReadHeaderTimeout,
@@ -196,16 +192,30 @@ func upstreamURL(addr string) (*url.URL, error) {
 	return u, nil
 }
 
-// transport returns the cached upstream transport for t.
-// Upgrades (exec, attach, port-forward) get an HTTP/1.1-only transport:
-// HTTP/2 has no Upgrade.
-func (f *Forwarder) transport(t config.Target, h1 bool) http.RoundTripper {
-	key := t.Name + "\x00" + t.Address + "\x00" + t.CAFile + "\x00" + strconv.FormatBool(h1)
+// transport returns the cached upstream transport for t. Upgrades (exec,
+// attach, port-forward) do not use it: serveUpgrade dials HTTP/1.1 itself.
+func (f *Forwarder) transport(t config.Target) http.RoundTripper {
+	key := t.Name + "\x00" + t.Address + "\x00" + t.CAFile
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if tr, ok := f.transports[key]; ok {
 		return tr
 	}
+	tr := &http.Transport{
+		DialContext:           f.cfg.Dial,
+		TLSClientConfig:       f.tlsConfig(t),
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 0, // watches and held requests are long
+	}
+	f.transports[key] = tr
+	return tr
+}
+
+// tlsConfig returns a fresh client TLS configuration trusting t's CA.
+func (f *Forwarder) tlsConfig(t config.Target) *tls.Config {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pool := x509.NewCertPool()
@@ -217,20 +227,5 @@ func (f *Forwarder) transport(t config.Target, h1 bool) http.RoundTripper {
 			f.log.Error("cannot read target CA", "target", t.Name, "file", t.CAFile, "err", err)
 		}
 	}
-	tr := &http.Transport{
-		DialContext:           f.cfg.Dial,
-		TLSClientConfig:       tlsCfg,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 0, // watches and held requests are long
-	}
-	if h1 {
-		tr.ForceAttemptHTTP2 = false
-		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	}
-	f.transports[key] = tr
-	return tr
+	return tlsCfg
 }

@@ -31,9 +31,7 @@ type handler struct {
 	t        config.Target
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
-	// upgradeProxy relays upgrades over HTTP/1.1.
-	upgradeProxy *httputil.ReverseProxy
-	wg           *sync.WaitGroup
+	wg       *sync.WaitGroup
 }
 
 // reqState travels in the request context from ServeHTTP to the proxy hooks.
@@ -153,7 +151,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(rw, r.Body, h.f.cfg.MaxBodyBytes)
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	if isUpgrade(r) {
-		h.upgradeProxy.ServeHTTP(rw, r)
+		h.serveUpgrade(rw, r, nil)
 	} else {
 		h.proxy.ServeHTTP(rw, r)
 	}
@@ -408,7 +406,7 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Hijack records the switch of protocols (ReverseProxy hijacks to relay
+// Hijack records the switch of protocols (serveUpgrade hijacks to relay
 // upgrades and writes the 101 itself).
 func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()

@@ -105,6 +105,8 @@ type env struct {
 	client *http.Client
 	caPEM  []byte
 	target config.Target
+	// cancel ends every Serve of the forwarder (the bastion shutting down).
+	cancel context.CancelFunc
 }
 
 // tcpStream adapts *net.TCPConn (already a forwarders.Stream).
@@ -147,6 +149,7 @@ func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, t
 	}
 	e.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

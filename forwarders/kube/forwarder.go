@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
 	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/storage"
 )
 
 // Auditor and Approver are the shared forwarder interfaces.
@@ -54,6 +56,22 @@ type Config struct {
 	MaxHeaderBytes int
 	MaxBodyBytes   int64
 	MaxMaskBytes   int64
+
+	// RecordingsDir receives the recordings of pod execs, as
+	// YYYY-MM-DD/<session-id>.cast; empty records nothing.
+	RecordingsDir string
+	// Sessions, when set, indexes each exec session (at start and end).
+	Sessions interface {
+		PutSession(ctx context.Context, s storage.Session) error
+	}
+	// AuditKey signs each recording's SHA-256 (recorder.Sign) in the
+	// session.end event; without it recordings are not signed.
+	AuditKey ed25519.PrivateKey
+	// FailClosed refuses an exec (503) that cannot be recorded: no
+	// RecordingsDir, the file cannot be created, or SPDY framing.
+	FailClosed bool
+	// NewID names exec sessions (default "k-" and 16 random hex digits).
+	NewID func() string
 }
 
 // Forwarder serves Kubernetes API channels. It is safe for concurrent use.
@@ -99,6 +117,9 @@ func New(cfg Config) *Forwarder {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = newSessionID
 	}
 	if cfg.MaxMaskBytes <= 0 {
 		cfg.MaxMaskBytes = 256 << 20

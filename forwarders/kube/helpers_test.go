@@ -121,6 +121,13 @@ func startForwarder(t *testing.T, upstreamAddr string, upstreamCA []byte, policy
 
 func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, token, policyText string, sess forwarders.Session) *env {
 	t.Helper()
+	return startForwarderCfg(t, upstreamAddr, upstreamCA, token, policyText, sess, nil)
+}
+
+// startForwarderCfg is startForwarderToken with edit applied to the
+// forwarder's Config.
+func startForwarderCfg(t *testing.T, upstreamAddr string, upstreamCA []byte, token, policyText string, sess forwarders.Session, edit func(*Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	ca, err := LoadOrCreateCA(dir, nil)
 	if err != nil {
@@ -139,8 +146,12 @@ func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, t
 		t.Fatal(err)
 	}
 	e := &env{audit: &fakeAudit{}, appr: &fakeApprover{decision: make(chan string, 1)}, caPEM: ca.PEM()}
-	e.f = New(Config{Policy: policy.Static(p), Audit: e.audit, CA: ca, Approvals: e.appr, HoldTimeout: 10 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{Policy: policy.Static(p), Audit: e.audit, CA: ca, Approvals: e.appr, HoldTimeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.f = New(cfg)
 	e.target = config.Target{Name: "prod-k8s", Kind: "kubernetes", Address: upstreamAddr, CAFile: caFile,
 		Credentials: config.Credentials{TokenFile: tokenFile}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -98,15 +98,15 @@ func (h *handler) serveUpgrade(w http.ResponseWriter, r *http.Request, tap func(
 		h.proxyError(w, r, fmt.Errorf("%w: asked for %q, got %q", ErrUpgradeRefused, upType, got))
 		return
 	}
-	var upTap, downTap func([]byte)
-	if tap != nil {
-		upTap, downTap = tap(resp)
-	}
 	client, cbuf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		_ = up.Close()
 		h.log.Warn("cannot take over the client connection", "err", err)
 		return
+	}
+	var upTap, downTap func([]byte)
+	if tap != nil {
+		upTap, downTap = tap(resp)
 	}
 	removeHop(resp.Header)
 	resp.Header.Set("Connection", "Upgrade")

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,7 +13,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +20,7 @@ import (
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
 	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/storage"
 )
 
 // Auditor and Approver are the shared forwarder interfaces.
@@ -55,6 +56,22 @@ type Config struct {
 	MaxHeaderBytes int
 	MaxBodyBytes   int64
 	MaxMaskBytes   int64
+
+	// RecordingsDir receives the recordings of pod execs, as
+	// YYYY-MM-DD/<session-id>.cast; empty records nothing.
+	RecordingsDir string
+	// Sessions, when set, indexes each exec session (at start and end).
+	Sessions interface {
+		PutSession(ctx context.Context, s storage.Session) error
+	}
+	// AuditKey signs each recording's SHA-256 (recorder.Sign) in the
+	// session.end event; without it recordings are not signed.
+	AuditKey ed25519.PrivateKey
+	// FailClosed refuses an exec (503) that cannot be recorded: no
+	// RecordingsDir, the file cannot be created, or SPDY framing.
+	FailClosed bool
+	// NewID names exec sessions (default "k-" and 16 random hex digits).
+	NewID func() string
 }
 
 // Forwarder serves Kubernetes API channels. It is safe for concurrent use.
@@ -101,6 +118,9 @@ func New(cfg Config) *Forwarder {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 32 << 20
 	}
+	if cfg.NewID == nil {
+		cfg.NewID = newSessionID
+	}
 	if cfg.MaxMaskBytes <= 0 {
 		cfg.MaxMaskBytes = 256 << 20
 	}
@@ -146,16 +166,13 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 	ln := newOneConnListener(nc)
 	var handlers sync.WaitGroup
 	h := &handler{f: f, log: log, s: s, t: t, upstream: upstream, wg: &handlers}
-	newProxy := func(h1 bool) *httputil.ReverseProxy {
-		return &httputil.ReverseProxy{
-			Rewrite:        h.rewrite,
-			Transport:      f.transport(t, h1),
-			ModifyResponse: h.modifyResponse,
-			ErrorHandler:   h.proxyError,
-			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      f.transport(t),
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.proxyError,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	h.proxy, h.upgradeProxy = newProxy(false), newProxy(true)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: f.cfg.ReadHeaderTimeout,
@@ -196,16 +213,30 @@ func upstreamURL(addr string) (*url.URL, error) {
 	return u, nil
 }
 
-// transport returns the cached upstream transport for t.
-// Upgrades (exec, attach, port-forward) get an HTTP/1.1-only transport:
-// HTTP/2 has no Upgrade.
-func (f *Forwarder) transport(t config.Target, h1 bool) http.RoundTripper {
-	key := t.Name + "\x00" + t.Address + "\x00" + t.CAFile + "\x00" + strconv.FormatBool(h1)
+// transport returns the cached upstream transport for t. Upgrades (exec,
+// attach, port-forward) do not use it: serveUpgrade dials HTTP/1.1 itself.
+func (f *Forwarder) transport(t config.Target) http.RoundTripper {
+	key := t.Name + "\x00" + t.Address + "\x00" + t.CAFile
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if tr, ok := f.transports[key]; ok {
 		return tr
 	}
+	tr := &http.Transport{
+		DialContext:           f.cfg.Dial,
+		TLSClientConfig:       f.tlsConfig(t),
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 0, // watches and held requests are long
+	}
+	f.transports[key] = tr
+	return tr
+}
+
+// tlsConfig returns a fresh client TLS configuration trusting t's CA.
+func (f *Forwarder) tlsConfig(t config.Target) *tls.Config {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pool := x509.NewCertPool()
@@ -217,20 +248,5 @@ func (f *Forwarder) transport(t config.Target, h1 bool) http.RoundTripper {
 			f.log.Error("cannot read target CA", "target", t.Name, "file", t.CAFile, "err", err)
 		}
 	}
-	tr := &http.Transport{
-		DialContext:           f.cfg.Dial,
-		TLSClientConfig:       tlsCfg,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 0, // watches and held requests are long
-	}
-	if h1 {
-		tr.ForceAttemptHTTP2 = false
-		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	}
-	f.transports[key] = tr
-	return tr
+	return tlsCfg
 }

@@ -31,9 +31,7 @@ type handler struct {
 	t        config.Target
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
-	// upgradeProxy relays upgrades over HTTP/1.1.
-	upgradeProxy *httputil.ReverseProxy
-	wg           *sync.WaitGroup
+	wg       *sync.WaitGroup
 }
 
 // reqState travels in the request context from ServeHTTP to the proxy hooks.
@@ -152,15 +150,33 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(rw, r.Body, h.f.cfg.MaxBodyBytes)
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
-	if isUpgrade(r) {
-		h.upgradeProxy.ServeHTTP(rw, r)
-	} else {
+	var es *execSession
+	switch {
+	case isUpgrade(r) && ri.Resource == "pods" && ri.Subresource == "exec":
+		es, err = h.startExec(r, ri)
+		if err != nil {
+			h.log.Error("exec refused: cannot record it", "err", err)
+			refuse(http.StatusServiceUnavailable, "jumpgate: this exec cannot be recorded, so it is refused (kubectl 1.30 or later records over WebSocket)", "")
+			return
+		}
+		h.serveUpgrade(rw, r, es.tap)
+		if rw.code() == http.StatusSwitchingProtocols {
+			es.finish(r.Context())
+		} else {
+			es.abandon()
+		}
+	case isUpgrade(r):
+		h.serveUpgrade(rw, r, nil)
+	default:
 		h.proxy.ServeHTTP(rw, r)
 	}
 
 	d := details()
 	d["status"] = rw.code()
 	d["duration_ms"] = h.f.cfg.Clock().Sub(start).Milliseconds()
+	if es != nil && rw.code() == http.StatusSwitchingProtocols {
+		d["exec_session"] = es.id
+	}
 	if dec.Held() {
 		d["approved"] = true
 	}
@@ -321,7 +337,12 @@ func (h *handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 func (h *handler) emit(ctx context.Context, typ string, d map[string]any) {
-	e := audit.Event{Type: typ, User: h.s.User, Target: h.t.Name, Session: h.s.ID, Source: h.s.Source, Details: d}
+	h.emitAs(ctx, typ, h.s.ID, d)
+}
+
+// emitAs emits an event of session id (an exec's own session).
+func (h *handler) emitAs(ctx context.Context, typ, id string, d map[string]any) {
+	e := audit.Event{Type: typ, User: h.s.User, Target: h.t.Name, Session: id, Source: h.s.Source, Details: d}
 	if _, err := h.f.cfg.Audit.Emit(context.WithoutCancel(ctx), e); err != nil {
 		h.log.Error("audit event lost", "type", typ, "err", err)
 	}
@@ -408,7 +429,7 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Hijack records the switch of protocols (ReverseProxy hijacks to relay
+// Hijack records the switch of protocols (serveUpgrade hijacks to relay
 // upgrades and writes the 101 itself).
 func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()

@@ -105,6 +105,8 @@ type env struct {
 	client *http.Client
 	caPEM  []byte
 	target config.Target
+	// cancel ends every Serve of the forwarder (the bastion shutting down).
+	cancel context.CancelFunc
 }
 
 // tcpStream adapts *net.TCPConn (already a forwarders.Stream).
@@ -118,6 +120,13 @@ func startForwarder(t *testing.T, upstreamAddr string, upstreamCA []byte, policy
 }
 
 func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, token, policyText string, sess forwarders.Session) *env {
+	t.Helper()
+	return startForwarderCfg(t, upstreamAddr, upstreamCA, token, policyText, sess, nil)
+}
+
+// startForwarderCfg is startForwarderToken with edit applied to the
+// forwarder's Config.
+func startForwarderCfg(t *testing.T, upstreamAddr string, upstreamCA []byte, token, policyText string, sess forwarders.Session, edit func(*Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := LoadOrCreateCA(dir, nil)
@@ -137,8 +146,12 @@ func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, t
 		t.Fatal(err)
 	}
 	e := &env{audit: &fakeAudit{}, appr: &fakeApprover{decision: make(chan string, 1)}, caPEM: ca.PEM()}
-	e.f = New(Config{Policy: policy.Static(p), Audit: e.audit, CA: ca, Approvals: e.appr, HoldTimeout: 10 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{Policy: policy.Static(p), Audit: e.audit, CA: ca, Approvals: e.appr, HoldTimeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.f = New(cfg)
 	e.target = config.Target{Name: "prod-k8s", Kind: "kubernetes", Address: upstreamAddr, CAFile: caFile,
 		Credentials: config.Credentials{TokenFile: tokenFile}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -147,6 +160,7 @@ func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, t
 	}
 	e.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

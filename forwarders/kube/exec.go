@@ -1,0 +1,217 @@
+package kube
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/recorder"
+	"github.com/jumpgate/jumpgate/storage"
+)
+
+// SessionKindExec is the session kind of a recorded pod exec.
+const SessionKindExec = "kube-exec"
+
+// ErrNotRecordable is why an exec cannot be recorded: it does not speak
+// a WebSocket channel.k8s.io protocol (SPDY is relayed, not recorded).
+var ErrNotRecordable = errors.New("kube: exec stream cannot be recorded")
+
+// execSession is one pod exec: its recording and its session events.
+type execSession struct {
+	h       *handler
+	id      string
+	cmd     string
+	what    string
+	file    string // relative to RecordingsDir; "" when not recorded
+	rec     *recorder.Writer
+	started time.Time
+
+	mu        sync.Mutex
+	in, out   int64
+	recErr    error
+	demuxUp   *wsDemux // client → API server
+	demuxDown *wsDemux // API server → client
+}
+
+func newSessionID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "k-" + hex.EncodeToString(b[:])
+}
+
+// startExec opens the recording of an exec upgrade before anything is sent
+// upstream. With FailClosed, an exec that cannot be recorded is refused
+// (the error); without, it goes on unrecorded.
+func (h *handler) startExec(r *http.Request, ri RequestInfo) (*execSession, error) {
+	cfg := &h.f.cfg
+	now := cfg.Clock()
+	q := r.URL.Query()
+	es := &execSession{h: h, id: cfg.NewID(), cmd: execCommand(q), started: now,
+		what: fmt.Sprintf("pod %s -n %s", ri.Name, ri.Namespace)}
+	if c := q.Get("container"); c != "" {
+		es.what += " -c " + c
+	}
+	var err error
+	switch {
+	case !strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+		err = fmt.Errorf("%w: %s is relayed but not recorded", ErrNotRecordable, r.Header.Get("Upgrade"))
+	case cfg.RecordingsDir == "":
+		err = fmt.Errorf("%w: no recordings directory", ErrNotRecordable)
+	default:
+		file := filepath.Join(now.UTC().Format("2006-01-02"), es.id+".cast")
+		env := map[string]string{}
+		if q.Get("tty") == "true" || q.Get("tty") == "1" {
+			env["TERM"] = "xterm"
+		}
+		es.rec, err = recorder.Create(filepath.Join(cfg.RecordingsDir, file), recorder.Header{
+			Width: 80, Height: 24, Timestamp: now.Unix(), Command: es.cmd, Env: env,
+			Title: fmt.Sprintf("kubectl exec %s on %s (%s)", es.what, h.t.Name, h.s.User),
+		}, recorder.Options{Clock: cfg.Clock})
+		if err == nil {
+			es.file = file
+		}
+	}
+	if err != nil {
+		if cfg.FailClosed {
+			return nil, err
+		}
+		h.log.Warn("exec not recorded", "err", err)
+	}
+	return es, nil
+}
+
+// abandon removes the recording of an exec the API server refused.
+func (es *execSession) abandon() {
+	if es.rec == nil {
+		return
+	}
+	_, _ = es.rec.Close()
+	path := filepath.Join(es.h.f.cfg.RecordingsDir, es.file)
+	_ = os.Remove(path)
+	_ = os.Remove(path + recorder.IndexSuffix)
+	es.rec, es.file = nil, ""
+}
+
+// tap is called on the API server's 101: it picks the protocol it
+// switched to, announces the session and returns the byte observers.
+func (es *execSession) tap(resp *http.Response) (up, down func([]byte)) {
+	proto := resp.Header.Get("Sec-WebSocket-Protocol")
+	if es.rec != nil {
+		switch {
+		case !strings.HasSuffix(proto, "channel.k8s.io") || resp.Header.Get("Sec-WebSocket-Extensions") != "":
+			es.recErr = fmt.Errorf("%w: protocol %q", ErrNotRecordable, proto)
+		default:
+			b64 := strings.Contains(proto, "base64")
+			es.demuxUp = &wsDemux{base64: b64, emit: es.fromClient}
+			es.demuxDown = &wsDemux{base64: b64, emit: es.fromServer}
+		}
+	}
+	h := es.h
+	ctx := context.WithoutCancel(resp.Request.Context())
+	h.emitAs(ctx, audit.SessionStart, es.id, map[string]any{"kind": SessionKindExec, "command": es.cmd, "pod": es.what,
+		"recording": es.file, "protocol": proto, "channel": h.s.ID})
+	if h.f.cfg.Sessions != nil {
+		if err := h.f.cfg.Sessions.PutSession(ctx, es.index(time.Time{}, "", "")); err != nil {
+			h.log.Error("session index", "err", err)
+		}
+	}
+	return func(p []byte) { es.feed(es.demuxUp, p, &es.in) }, func(p []byte) { es.feed(es.demuxDown, p, &es.out) }
+}
+
+func (es *execSession) feed(d *wsDemux, p []byte, n *int64) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	*n += int64(len(p))
+	if d == nil || es.recErr != nil {
+		return
+	}
+	if err := d.Feed(p); err != nil {
+		es.recErr = err
+		es.h.log.Warn("exec recording stopped", "session", es.id, "err", err)
+	}
+}
+
+// fromClient and fromServer run under es.mu (from feed).
+func (es *execSession) fromClient(ch byte, data []byte) {
+	switch ch {
+	case chanStdin:
+		es.record(es.rec.Input(data))
+	case chanResize:
+		var sz struct{ Width, Height int }
+		if json.Unmarshal(data, &sz) == nil && sz.Width > 0 && sz.Height > 0 {
+			es.record(es.rec.Resize(sz.Width, sz.Height))
+		}
+	}
+}
+
+func (es *execSession) fromServer(ch byte, data []byte) {
+	if ch == chanStdout || ch == chanStderr {
+		es.record(es.rec.Output(data))
+	}
+}
+
+func (es *execSession) record(err error) {
+	if err != nil && es.recErr == nil {
+		es.recErr = err
+		es.h.log.Error("exec recording failed", "session", es.id, "err", err)
+	}
+}
+
+func (es *execSession) index(end time.Time, sum, sig string) storage.Session {
+	h := es.h
+	st := storage.Session{ID: es.id, User: h.s.User, Target: h.t.Name, Kind: SessionKindExec, Command: es.cmd,
+		Start: es.started.UTC(), Status: storage.SessionRunning, Recording: es.file, Source: h.s.Source, SHA256: sum, Signature: sig}
+	if !end.IsZero() {
+		st.End, st.Status, st.Bytes = end.UTC(), storage.SessionEnded, es.in+es.out
+	}
+	return st
+}
+
+// finish closes and signs the recording and announces the session's end.
+func (es *execSession) finish(ctx context.Context) {
+	h := es.h
+	ctx = context.WithoutCancel(ctx)
+	end := h.f.cfg.Clock()
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	d := map[string]any{"kind": SessionKindExec, "command": es.cmd, "pod": es.what, "recording": es.file,
+		"bytes_in": es.in, "bytes_out": es.out, "duration": end.Sub(es.started).Round(time.Millisecond).String(),
+		"channel": h.s.ID}
+	var sum, sig string
+	if es.rec != nil {
+		s, err := es.rec.Close()
+		if err != nil {
+			h.log.Error("recording close failed", "session", es.id, "err", err)
+			d["recording_error"] = err.Error()
+		}
+		if s.SHA256 != "" {
+			sum = s.SHA256
+			d["sha256"], d["recording_bytes"] = sum, s.Bytes
+			if len(h.f.cfg.AuditKey) > 0 {
+				if sig, err = recorder.Sign(h.f.cfg.AuditKey, sum, es.id); err != nil {
+					h.log.Error("recording signature", "session", es.id, "err", err)
+				}
+				d["signature"] = sig
+			}
+		}
+	}
+	if es.recErr != nil {
+		d["recording_error"] = es.recErr.Error()
+	}
+	if h.f.cfg.Sessions != nil {
+		if err := h.f.cfg.Sessions.PutSession(ctx, es.index(end, sum, sig)); err != nil {
+			h.log.Error("session index", "err", err)
+		}
+	}
+	h.emitAs(ctx, audit.SessionEnd, es.id, d)
+}

@@ -182,7 +182,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Logger: log})
 		defer pg.Close()
 		kf := kube.New(kube.Config{Policy: core.Policy, Audit: core.Audit, CA: core.KubeCA, Approvals: queue,
-			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Logger: log})
+			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Logger: log,
+			RecordingsDir: cfg.Recordings.Dir, Sessions: core.Store, AuditKey: core.AuditKey, FailClosed: cfg.RecordingsFailClosed()})
 		defer kf.Close()
 		bas, err = bastion.New(bastion.Config{
 			HostSigner: hostSigner, Authority: core.Authority, Revocations: core.Revocations, Certs: core.Store,

@@ -11,6 +11,9 @@ import (
 // maxReconnectDelay caps the listener's back-off.
 const maxReconnectDelay = 5 * time.Second
 
+// listenerApp is the application_name of the listener's connection.
+const listenerApp = "jumpgate-requests-listener"
+
 // ListenRequests calls fn with the id of every request created or updated
 // on any replica, as announced by CreateRequest and UpdateRequest when their
 // transaction commits. It holds one dedicated connection (not from the pool)
@@ -24,9 +27,13 @@ const maxReconnectDelay = 5 * time.Second
 func (s *Store) ListenRequests(ctx context.Context, fn func(id string)) error {
 	delay := s.delay
 	for {
-		err := s.listenOnce(ctx, fn)
+		listened, err := s.listenOnce(ctx, fn)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
+		}
+		if listened {
+			// The connection worked before it broke: start the back-off over.
+			delay = s.delay
 		}
 		s.logger.Warn("pgstore: requests listener lost its connection; reconnecting", "err", err, "in", delay)
 		t := time.NewTimer(delay)
@@ -37,21 +44,17 @@ func (s *Store) ListenRequests(ctx context.Context, fn func(id string)) error {
 		case <-t.C:
 		}
 		delay = min(2*delay, maxReconnectDelay)
-		if err == nil {
-			delay = s.delay
-		}
 	}
 }
 
-// listenOnce connects, listens and delivers notifications until an error.
-// It returns nil only when a listening connection was lost after it had
-// delivered the resync call, so the caller resets its back-off.
-func (s *Store) listenOnce(ctx context.Context, fn func(id string)) error {
+// listenOnce connects, listens and delivers notifications until an error,
+// reporting whether LISTEN had been established.
+func (s *Store) listenOnce(ctx context.Context, fn func(id string)) (listened bool, err error) {
 	cfg := s.pool.Config().ConnConfig.Copy()
-	cfg.RuntimeParams["application_name"] = "jumpgate-requests-listener"
+	cfg.RuntimeParams["application_name"] = listenerApp
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("pgstore: listen: %w: %v", ErrUnavailable, err)
+		return false, fmt.Errorf("pgstore: listen: %w: %v", ErrUnavailable, err)
 	}
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -59,14 +62,13 @@ func (s *Store) listenOnce(ctx context.Context, fn func(id string)) error {
 		_ = conn.Close(closeCtx)
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+requestsChannel); err != nil {
-		return fmt.Errorf("pgstore: listen: %w", err)
+		return false, fmt.Errorf("pgstore: listen: %w", err)
 	}
 	fn("")
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
-			s.logger.Debug("pgstore: requests listener stopped", "err", err)
-			return nil
+			return true, fmt.Errorf("pgstore: listen: %w", err)
 		}
 		if n.Channel == requestsChannel && n.Payload != "" {
 			fn(n.Payload)

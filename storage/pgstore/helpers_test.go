@@ -3,7 +3,9 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +14,21 @@ import (
 )
 
 var dbCounter atomic.Int64
+
+// testLog sends log lines to t.Log.
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func testOptions(t *testing.T) Options {
+	return Options{
+		Logger:         slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ReconnectDelay: 10 * time.Millisecond,
+	}
+}
 
 // newDB creates an empty database owned by the password-authenticated,
 // non-superuser role on srv and returns its URL.
@@ -34,7 +51,7 @@ func newDB(t *testing.T, srv *pgtest.Server) string {
 // openT opens a Store and closes it in t.Cleanup.
 func openT(t *testing.T, dsn string) *Store {
 	t.Helper()
-	s, err := OpenWith(ctxT(t), dsn, Options{ReconnectDelay: 10 * time.Millisecond})
+	s, err := OpenWith(ctxT(t), dsn, testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +77,7 @@ func replicas(t *testing.T, n int) (*pgtest.Server, string, []*Store) {
 	errs := make(chan error, n)
 	for i := range stores {
 		go func() {
-			s, err := OpenWith(ctxT(t), dsn, Options{ReconnectDelay: 10 * time.Millisecond})
+			s, err := OpenWith(ctxT(t), dsn, testOptions(t))
 			stores[i] = s
 			errs <- err
 		}()

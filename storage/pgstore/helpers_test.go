@@ -98,3 +98,13 @@ func replicas(t *testing.T, n int) (*pgtest.Server, string, []*Store) {
 	}
 	return srv, dsn, stores
 }
+
+// dbName is the database name of a URL made by newDB.
+func dbName(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}

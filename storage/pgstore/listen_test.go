@@ -67,7 +67,7 @@ func TestListenRequestsAcrossReplicas(t *testing.T) {
 	}
 
 	// Kill the listener's connection: it reconnects, resyncs and goes on.
-	name := strings.TrimPrefix(dsn[strings.LastIndex(dsn, "/"):strings.Index(dsn, "?")], "/")
+	name := dbName(t, dsn)
 	out, err := srv.SuperSQL("postgres", fmt.Sprintf("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '%s' AND datname = '%s'", listenerApp, name))
 	if err != nil || strings.TrimSpace(out) != "1" {
 		t.Fatalf("terminate listener: %q %v", out, err)

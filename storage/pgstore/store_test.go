@@ -56,7 +56,7 @@ func TestMigrationsConcurrentAndIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := strings.TrimPrefix(dsn[strings.LastIndex(dsn, "/"):strings.Index(dsn, "?")], "/")
+	name := dbName(t, dsn)
 	got, err := srv.SuperSQL(name, "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestUnknownSchemaVersionRefused(t *testing.T) {
 	srv := pgtest.Start(t, pgtest.Options{})
 	dsn := newDB(t, srv)
 	openT(t, dsn).Close()
-	name := strings.TrimPrefix(dsn[strings.LastIndex(dsn, "/"):strings.Index(dsn, "?")], "/")
+	name := dbName(t, dsn)
 	if _, err := srv.SuperSQL(name, "INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')"); err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +103,10 @@ func TestOpenErrors(t *testing.T) {
 		name, url string
 	}{
 		{"unparsable", "postgres://%zz"},
+		{"unparsable with password", "postgres://u:secretpw@127.0.0.1:notaport/x"},
 		{"wrong password", wrongPW},
 		{"no such database", strings.Replace(dsn, "/jg", "/nope", 1)},
-		{"nobody listening", fmt.Sprintf("postgres://u:secretpw@127.0.0.1:1/x?sslmode=disable&connect_timeout=5")},
+		{"nobody listening", "postgres://u:secretpw@127.0.0.1:1/x?sslmode=disable&connect_timeout=5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Open(ctxT(t), tc.url)
@@ -434,7 +435,7 @@ func TestPingCorrupt(t *testing.T) {
 	if err := stores[0].Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	name := strings.TrimPrefix(dsn[strings.LastIndex(dsn, "/"):strings.Index(dsn, "?")], "/")
+	name := dbName(t, dsn)
 	if _, err := srv.SuperSQL(name, "DELETE FROM audit_tip"); err != nil {
 		t.Fatal(err)
 	}

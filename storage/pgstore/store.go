@@ -46,7 +46,8 @@ const requestsChannel = "jumpgate_requests"
 // string), applies the embedded schema migrations and returns the Store. An
 // unparsable url, an unreachable or refusing server wraps ErrUnavailable; a
 // database whose schema this release does not know wraps storage.ErrCorrupt.
-// Passwords never appear in the errors.
+// Passwords never appear in the errors. ctx bounds connecting and migrating
+// (or set connect_timeout in url); it is not kept.
 func Open(ctx context.Context, url string) (*Store, error) {
 	return OpenWith(ctx, url, Options{})
 }

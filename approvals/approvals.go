@@ -171,8 +171,23 @@ func (q *Queue) wake(id string) {
 	}
 }
 
-// Wake wakes local waiters of id (used when another replica reports a decision).
-func (q *Queue) Wake(id string) { q.wake(id) }
+// Wake wakes local waiters of id (used when another replica reports a
+// decision); an empty id wakes every waiter to re-read its request.
+func (q *Queue) Wake(id string) {
+	if id != "" {
+		q.wake(id)
+		return
+	}
+	q.mu.Lock()
+	ids := make([]string, 0, len(q.waiters))
+	for k := range q.waiters {
+		ids = append(ids, k)
+	}
+	q.mu.Unlock()
+	for _, k := range ids {
+		q.wake(k)
+	}
+}
 
 func (q *Queue) expire(ctx context.Context, id string) (storage.Request, error) {
 	r, err := q.Store.UpdateRequest(ctx, id, func(r *storage.Request) error {

@@ -25,6 +25,7 @@ import (
 	"github.com/jumpgate/jumpgate/recorder"
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/storage/boltstore"
+	"github.com/jumpgate/jumpgate/storage/pgstore"
 )
 
 // Core is the state every entry point shares: storage, audit log, CA and
@@ -50,7 +51,7 @@ func OpenStore(ctx context.Context, cfg *config.Config) (storage.Store, error) {
 		return boltstore.Open(filepath.Join(cfg.DataDir, "jumpgate.db"))
 	}
 	if strings.HasPrefix(cfg.Storage, "postgres") {
-		return nil, errors.New("server: storage postgres:// is not available in this build yet; use bolt")
+		return pgstore.Open(ctx, cfg.Storage)
 	}
 	return nil, fmt.Errorf("server: unknown storage %q", cfg.Storage)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/jumpgate/jumpgate/policy"
 	"github.com/jumpgate/jumpgate/sshauth"
 	"github.com/jumpgate/jumpgate/storage"
+	"github.com/jumpgate/jumpgate/storage/pgstore"
 	"github.com/jumpgate/jumpgate/web"
 )
 
@@ -150,6 +151,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}()
 	}
 	queue := &approvals.Queue{Store: core.Store, Audit: core.Audit, Policy: core.Policy}
+	// Several replicas on PostgreSQL: a decision taken on another replica
+	// wakes the holds waiting here at once (LISTEN/NOTIFY).
+	if pg, ok := core.Store.(*pgstore.Store); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = pg.ListenRequests(runCtx, queue.Wake)
+		}()
+	}
 	if hooks, err := webhookURLs(cfg); err != nil {
 		return err
 	} else if len(hooks) > 0 {

@@ -232,3 +232,25 @@ func tail(s string, n int) string {
 	}
 	return "..." + s[len(s)-n:]
 }
+
+// Via returns the same identity pointed at another server's bastion (a
+// replica sharing the same CA).
+func (u *User) Via(s *Server) *User {
+	host, port, _ := net.SplitHostPort(s.SSHAddr)
+	b, _ := os.ReadFile(u.SSHConfig)
+	cfg := strings.Replace(string(b), "Host jumpgate\n", "Host jumpgate\n", 1)
+	lines := strings.Split(cfg, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "  HostName ") && i < 4 {
+			lines[i] = "  HostName " + host
+		}
+		if strings.HasPrefix(l, "  Port ") && i < 4 {
+			lines[i] = "  Port " + port
+		}
+	}
+	v := *u
+	v.SSHConfig = u.SSHConfig + "-" + port
+	_ = os.WriteFile(v.SSHConfig, []byte(strings.Join(lines, "\n")), 0o600)
+	v.srv = s
+	return &v
+}

@@ -173,3 +173,12 @@ func (f SessionFilter) Matches(s Session) bool {
 		(f.Status == "" || s.Status == f.Status) &&
 		(f.Since.IsZero() || !s.Start.Before(f.Since))
 }
+
+// SerialMarker is implemented by backends whose serial counter can be read
+// and raised, so `jumpgate storage migrate` never lets a serial repeat.
+type SerialMarker interface {
+	// SerialHighWater is above every serial ever handed out.
+	SerialHighWater(ctx context.Context) (uint64, error)
+	// SerialFloor makes every later serial greater than n.
+	SerialFloor(ctx context.Context, n uint64) error
+}

@@ -65,7 +65,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		newDevCmd(g), newServerCmd(g), newLoginCmd(g), newStatusCmd(g), newCACmd(g),
 		newSessionsCmd(g), newReplayCmd(g), newAuditCmd(g),
-		newRequestCmd(g), newRequestsCmd(g), newApproveCmd(g, true), newApproveCmd(g, false), newKubeConfigCmd(g),
+		newRequestCmd(g), newRequestsCmd(g), newApproveCmd(g, true), newApproveCmd(g, false), newKubeConfigCmd(g), newStorageCmd(g),
 		newVersionCmd(),
 	)
 	return root

@@ -446,3 +446,34 @@ func (s *Store) PutKVIfAbsent(ctx context.Context, key string, v []byte) ([]byte
 	})
 	return out, err
 }
+
+// SerialHighWater returns the end of the last reserved serial block.
+func (s *Store) SerialHighWater(ctx context.Context) (uint64, error) {
+	var hi uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(kSerialHigh); v != nil {
+			hi = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return hi, err
+}
+
+// SerialFloor makes every later serial greater than n.
+func (s *Store) SerialFloor(ctx context.Context, n uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		cur := uint64(0)
+		if v := m.Get(kSerialHigh); v != nil {
+			cur = binary.BigEndian.Uint64(v)
+		}
+		if cur <= n {
+			return m.Put(kSerialHigh, u64(n+1))
+		}
+		return nil
+	})
+	s.nextSerial, s.highSerial = 0, 0 // reserve a fresh block next time
+	return err
+}

@@ -476,3 +476,22 @@ func (s *Store) PutKVIfAbsent(ctx context.Context, key string, v []byte) ([]byte
 	// waited for the other writer to commit.
 	return s.GetKV(ctx, key)
 }
+
+// SerialHighWater returns the sequence's last value.
+func (s *Store) SerialHighWater(ctx context.Context) (uint64, error) {
+	var n int64
+	var called bool
+	if err := s.pool.QueryRow(ctx, "SELECT last_value, is_called FROM cert_serial").Scan(&n, &called); err != nil {
+		return 0, fmt.Errorf("pgstore: serial: %w", err)
+	}
+	return uint64(n), nil
+}
+
+// SerialFloor makes every later serial greater than n.
+func (s *Store) SerialFloor(ctx context.Context, n uint64) error {
+	_, err := s.pool.Exec(ctx, "SELECT setval('cert_serial', GREATEST($1::bigint, (SELECT last_value FROM cert_serial)))", int64(n))
+	if err != nil {
+		return fmt.Errorf("pgstore: serial floor: %w", err)
+	}
+	return nil
+}

@@ -6,8 +6,9 @@
 // it to the API server with the target's credentials while impersonating
 // the SSH user and their groups. Upgrades (exec, attach, port-forward) are
 // relayed with half-close after the 101; pod execs over WebSocket
-// (channel.k8s.io protocols) are recorded as signed asciicast sessions,
-// SPDY execs are relayed but not recorded. It also renders the kubeconfig
+// (channel.k8s.io protocols) and SPDY/3.1 are recorded as signed asciicast
+// sessions (a SPDY exec whose frames cannot be followed is closed, not
+// passed unrecorded). It also renders the kubeconfig
 // that trusts its CA. It is not a Kubernetes client, an admission
 // controller or an authorizer: the cluster's own RBAC still decides what
 // the impersonated user may do.

@@ -169,6 +169,30 @@ func TestKubectlExecThroughBastion(t *testing.T) {
 				}
 			}
 
+			// An interactive shell on a TTY, resized while it runs.
+			t.Setenv("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", tc.websockets)
+			t.Setenv("HOME", home)
+			t.Setenv("KUBECONFIG", "")
+			term := harness.StartTerminal(t, kubetest.KubectlPath(), "--kubeconfig", kc, "--context", "jumpgate-prod-k8s", "exec", "-it", "box", "--", "sh")
+			term.Type("stty size; echo tty-$((6*7))\r")
+			harness.WaitFor(t, 20*time.Second, "the shell's answer", term.Seen("tty-42"))
+			if !strings.Contains(term.Output(), "40 120") {
+				t.Fatalf("terminal size not passed: %q", term.Output())
+			}
+			term.Resize(132, 50)
+			harness.WaitFor(t, 20*time.Second, "the resize", func() bool {
+				term.Type("stty size\r")
+				time.Sleep(200 * time.Millisecond)
+				return strings.Contains(term.Output(), "50 132")
+			})
+			term.Type("exit\r")
+			term.Wait(t, 20*time.Second)
+			s, _ = ended(t, "sh", seen)
+			cast = srv.MustJG(t, "sessions", "export", s.ID)
+			if !strings.Contains(cast, "tty-42") || !strings.Contains(cast, `"r"`) || !strings.Contains(cast, "132x50") {
+				t.Fatalf("recording of the TTY exec:\n%s", cast)
+			}
+
 			out, err = kubectl(tc.websockets, "", "exec", "box", "--", "rm", "-rf", "/tmp/nothing-"+tc.name)
 			if err == nil || !strings.Contains(out, "blocked by policy") {
 				t.Fatalf("exec rm: %v %q", err, out)

@@ -33,6 +33,9 @@ const (
 	// spdyFrameHeader is the size of SPDY's common frame header, which
 	// ends with the 24-bit length of the frame's payload.
 	spdyFrameHeader = 8
+	// maxSPDYFrame bounds a frame held back until it is whole (SPDY
+	// allows 16 MiB; kubectl and the kubelet write at most 32 KiB).
+	maxSPDYFrame = 4 << 20
 	// maxSPDYStreams bounds the streams of one exec (kubectl opens five).
 	maxSPDYStreams = 64
 	// maxSPDYHeaderBlock bounds a decompressed header block, and
@@ -117,6 +120,9 @@ func (d *spdyDemux) Feed(p []byte) ([]byte, error) {
 	var whole []byte
 	for len(d.pending) >= spdyFrameHeader {
 		n := spdyFrameHeader + (int(d.pending[5])<<16 | int(d.pending[6])<<8 | int(d.pending[7]))
+		if n > maxSPDYFrame {
+			return whole, d.fail("a frame of %d bytes", n)
+		}
 		if len(d.pending) < n {
 			break
 		}

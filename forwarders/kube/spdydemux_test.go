@@ -157,6 +157,7 @@ func TestSPDYDemux(t *testing.T) {
 		{"zero stream id", []byte{0, 0, 0, 0, 0, 0, 0, 1, 'x'}},
 		// The framer would allocate what these claim: 48 GiB of
 		// settings, a 4 GiB header name, 4 billion headers.
+		{"frame too large", []byte{0, 0, 0, 1, 0, 0xff, 0xff, 0xff, 'x'}},
 		{"SETTINGS count", []byte{0x80, 3, 0, 4, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff}},
 		{"huge header name", synRaw(t, []byte{0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 'a'})},
 		{"huge header count", synRaw(t, []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 'a'})},

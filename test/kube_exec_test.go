@@ -97,7 +97,7 @@ func TestKubectlExecThroughBastion(t *testing.T) {
 		t.Helper()
 		var s storage.Session
 		var end audit.Event
-		harness.WaitFor(t, 20*time.Second, "the session of "+command, func() bool {
+		harness.WaitFor(t, 60*time.Second, "the session of "+command, func() bool {
 			for _, x := range sessionsOf(t) {
 				if x.Kind == "kube-exec" && x.Command == command && x.Status == storage.SessionEnded && !seen[x.ID] {
 					var evs []audit.Event
@@ -175,18 +175,18 @@ func TestKubectlExecThroughBastion(t *testing.T) {
 			t.Setenv("KUBECONFIG", "")
 			term := harness.StartTerminal(t, kubetest.KubectlPath(), "--kubeconfig", kc, "--context", "jumpgate-prod-k8s", "exec", "-it", "box", "--", "sh")
 			term.Type("stty size; echo tty-$((6*7))\r")
-			harness.WaitFor(t, 20*time.Second, "the shell's answer", term.Seen("tty-42"))
+			harness.WaitFor(t, 60*time.Second, "the shell's answer", term.Seen("tty-42"))
 			if !strings.Contains(term.Output(), "40 120") {
 				t.Fatalf("terminal size not passed: %q", term.Output())
 			}
 			term.Resize(132, 50)
-			harness.WaitFor(t, 20*time.Second, "the resize", func() bool {
+			harness.WaitFor(t, 60*time.Second, "the resize", func() bool {
 				term.Type("stty size\r")
 				time.Sleep(200 * time.Millisecond)
 				return strings.Contains(term.Output(), "50 132")
 			})
 			term.Type("exit\r")
-			term.Wait(t, 20*time.Second)
+			term.Wait(t, 60*time.Second)
 			s, _ = ended(t, "sh", seen)
 			cast = srv.MustJG(t, "sessions", "export", s.ID)
 			if !strings.Contains(cast, "tty-42") || !strings.Contains(cast, `"r"`) || !strings.Contains(cast, "132x50") {

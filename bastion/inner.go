@@ -20,7 +20,6 @@ import (
 	"github.com/jumpgate/jumpgate/ca"
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/policy"
-	"github.com/jumpgate/jumpgate/recorder"
 	"github.com/jumpgate/jumpgate/relay"
 )
 
@@ -46,7 +45,7 @@ var errTargetDown = errors.New("target unreachable")
 // terminate runs the inner SSH session of a recorded or local target.
 func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gossh.NewChannel) {
 	if s.cfg.FailClosed {
-		if err := recorder.CheckWritable(s.cfg.RecordingsDir); err != nil {
+		if err := s.recordings().CheckWritable(ctx); err != nil {
 			s.log.Error("recordings cannot be written; refusing recorded session", "target", t.Name, "user", u.Name, "err", err)
 			s.auditRefusal(u, t.Name, "recording_unavailable", "session")
 			nc.Reject(gossh.ResourceShortage, "jumpgate: sessions cannot be recorded right now, so recorded sessions are refused; contact the operators")

@@ -53,9 +53,16 @@ type Config struct {
 	CA                CA                `yaml:"ca"`
 	Bastion           Bastion           `yaml:"bastion"`
 	// Storage is "bolt" (default: bbolt file in DataDir) or a postgres:// URL.
-	Storage    string     `yaml:"storage"`
-	Recordings Recordings `yaml:"recordings"`
-	Targets    []Target   `yaml:"targets"`
+	Storage string `yaml:"storage"`
+	// Replica names this server in the session index and its lease; default
+	// the host name plus a random suffix kept in DataDir.
+	Replica string `yaml:"replica"`
+	// ReplicaLease (with postgres:// storage): a replica renews its lease
+	// every ReplicaLease/5; when it lapses (the replica was killed), another
+	// replica marks its running sessions interrupted. Default 15s.
+	ReplicaLease Duration   `yaml:"replica_lease"`
+	Recordings   Recordings `yaml:"recordings"`
+	Targets      []Target   `yaml:"targets"`
 	// PolicyFile is the policy YAML, hot-reloaded on change.
 	PolicyFile string `yaml:"policy_file"`
 	// Web toggles the web console (default on).
@@ -300,6 +307,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Bastion.HoldTimeout == 0 {
 		c.Bastion.HoldTimeout = Duration(5 * time.Minute)
+	}
+	if c.ReplicaLease <= 0 {
+		c.ReplicaLease = Duration(15 * time.Second)
 	}
 	if c.Storage == "" {
 		c.Storage = "bolt"

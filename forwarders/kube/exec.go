@@ -8,14 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/recorder"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -65,15 +64,15 @@ func (h *handler) startExec(r *http.Request, ri RequestInfo) (*execSession, erro
 	switch {
 	case !strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		err = fmt.Errorf("%w: %s is relayed but not recorded", ErrNotRecordable, r.Header.Get("Upgrade"))
-	case cfg.RecordingsDir == "":
+	case cfg.RecordingsDir == "" && cfg.Recordings == nil:
 		err = fmt.Errorf("%w: no recordings directory", ErrNotRecordable)
 	default:
-		file := filepath.Join(now.UTC().Format("2006-01-02"), es.id+".cast")
+		file := now.UTC().Format("2006-01-02") + "/" + es.id + ".cast"
 		env := map[string]string{}
 		if q.Get("tty") == "true" || q.Get("tty") == "1" {
 			env["TERM"] = "xterm"
 		}
-		es.rec, err = recorder.Create(filepath.Join(cfg.RecordingsDir, file), recorder.Header{
+		es.rec, err = h.f.recordings().Create(r.Context(), file, recorder.Header{
 			Width: 80, Height: 24, Timestamp: now.Unix(), Command: es.cmd, Env: env,
 			Title: fmt.Sprintf("kubectl exec %s on %s (%s)", es.what, h.t.Name, h.s.User),
 		}, recorder.Options{Clock: cfg.Clock})
@@ -96,9 +95,7 @@ func (es *execSession) abandon() {
 		return
 	}
 	_, _ = es.rec.Close()
-	path := filepath.Join(es.h.f.cfg.RecordingsDir, es.file)
-	_ = os.Remove(path)
-	_ = os.Remove(path + recorder.IndexSuffix)
+	_ = es.h.f.recordings().Remove(context.Background(), es.file)
 	es.rec, es.file = nil, ""
 }
 
@@ -214,4 +211,12 @@ func (es *execSession) finish(ctx context.Context) {
 		}
 	}
 	h.emitAs(ctx, audit.SessionEnd, es.id, d)
+}
+
+// recordings returns where exec recordings go.
+func (f *Forwarder) recordings() recordings.Store {
+	if f.cfg.Recordings != nil {
+		return f.cfg.Recordings
+	}
+	return recordings.Dir{Path: f.cfg.RecordingsDir}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -81,4 +82,27 @@ func (s *Store) Chunks(ctx context.Context, session string, fromSeq int) ([]Chun
 		return nil, fmt.Errorf("pgstore: recording %s: %w", session, err)
 	}
 	return out, nil
+}
+
+var _ recordings.ChunkStore = (*Store)(nil)
+
+// RecordingChunks returns every stored chunk of a recording, in order.
+func (s *Store) RecordingChunks(ctx context.Context, name string) ([]recordings.Chunk, error) {
+	cs, err := s.Chunks(ctx, name, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]recordings.Chunk, len(cs))
+	for i, c := range cs {
+		out[i] = recordings.Chunk{Seq: c.Seq, Data: c.Data}
+	}
+	return out, nil
+}
+
+// DeleteChunks removes every chunk of a recording.
+func (s *Store) DeleteChunks(ctx context.Context, name string) error {
+	if _, err := s.pool.Exec(ctx, "DELETE FROM recording_chunks WHERE session = $1", name); err != nil {
+		return fmt.Errorf("pgstore: recording %s: delete: %w", name, err)
+	}
+	return nil
 }

@@ -218,5 +218,6 @@ func sessionOf(t *testing.T, s *harness.Server, id string) storage.Session {
 	return storage.Session{}
 }
 
-func sessionStatus(t *testing.T, s *harness.Server, id string) string { return sessionOf(t, s, id).Status }
-
+func sessionStatus(t *testing.T, s *harness.Server, id string) string {
+	return sessionOf(t, s, id).Status
+}

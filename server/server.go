@@ -89,6 +89,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer core.Close()
 	m := metrics.New()
+	m.Preset()
+	core.Audit.OnAppend = countPolicyEvents(m)
 	replica := opts.Replica
 	if replica == "" {
 		if replica, err = replicaName(cfg.DataDir, cfg.Replica); err != nil {

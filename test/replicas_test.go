@@ -96,6 +96,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	if out, err := daveB.JG(t, "approve", id); err != nil {
 		t.Fatalf("approve on B: %v %s", err, out)
 	}
+	t.Logf("jumpgate approve on B took %v", time.Since(approved).Round(time.Millisecond))
 	select {
 	case <-held.Done():
 	case <-time.After(10 * time.Second):
@@ -129,6 +130,24 @@ func TestReplicasOnPostgres(t *testing.T) {
 	}
 	if out := c.MustJG(t, "replay", shellID, "--speed", "1000", "--idle-limit", "1ms"); !strings.Contains(out, "ended-on-a-7") {
 		t.Fatalf("replay on C: %q", out)
+	}
+
+	// Operations on PostgreSQL: every metric family, recording writes
+	// (chunks) observed on A, /readyz ready on every replica.
+	page := scrape(t, a)
+	checkMetrics(t, page)
+	if strings.Contains(page, "jumpgate_recording_write_seconds_count 0\n") {
+		t.Error("A recorded a session but observed no chunk write")
+	}
+	for _, s := range srvs {
+		resp, err := harness.TLSClient(t, s.CAFile).Get(s.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("/readyz of %s = %d", s.URL, resp.StatusCode)
+		}
 	}
 
 	// kill -9 of B mid-session.

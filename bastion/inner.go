@@ -1,7 +1,6 @@
 package bastion
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -227,7 +226,6 @@ var certHostAlgos = []string{
 // hostKeyCallback verifies an upstream's host key against the host CA or a
 // pinned key. There is no trust on first use.
 func (s *Server) hostKeyCallback(t config.Target) (gossh.HostKeyCallback, []string, error) {
-	hostCA := s.cfg.Authority.Host.PublicKey()
 	switch hk := strings.TrimSpace(t.HostKey); {
 	case hk == "@cert-authority":
 		host, _, _ := net.SplitHostPort(t.Address)
@@ -236,7 +234,7 @@ func (s *Server) hostKeyCallback(t config.Target) (gossh.HostKeyCallback, []stri
 			if !ok {
 				return fmt.Errorf("bastion: %s presented a plain host key; give it a host certificate (jumpgate ca sign-host) or pin its key in host_key", t.Name)
 			}
-			if cert.CertType != gossh.HostCert || !bytes.Equal(cert.SignatureKey.Marshal(), hostCA.Marshal()) {
+			if cert.CertType != gossh.HostCert || !s.cfg.Authority.IsHostCA(cert.SignatureKey) {
 				return fmt.Errorf("bastion: %s's host certificate is not from the jumpgate host CA", t.Name)
 			}
 			checker := &gossh.CertChecker{Clock: s.cfg.Clock}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 )
 
@@ -115,6 +116,14 @@ type CA struct {
 	Enabled *bool `yaml:"enabled"`
 	// RateLimit is certificate requests per minute per identity and per IP.
 	RateLimit int `yaml:"rate_limit"` // default 30
+	// TrustedUserCAKeys are more user CA public keys (authorized_keys
+	// lines) whose certificates the bastion and the API still accept: the
+	// previous user CA during a key rotation's overlap.
+	TrustedUserCAKeys []string `yaml:"trusted_user_ca_keys"`
+	// TrustedHostCAKeys are more host CA public keys the bastion accepts on
+	// targets' host certificates (host_key: "@cert-authority"): the previous
+	// host CA while targets are re-signed.
+	TrustedHostCAKeys []string `yaml:"trusted_host_ca_keys"`
 }
 
 // Bastion configures the SSH ingress.
@@ -342,6 +351,16 @@ func (c *Config) Validate() error {
 	}
 	if c.CA.UserCertTTL.D() < time.Minute {
 		add("ca.user_cert_ttl must be at least 1m")
+	}
+	for i, k := range c.CA.TrustedUserCAKeys {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+			add("ca.trusted_user_ca_keys[%d]: not an authorized_keys line: %v", i, err)
+		}
+	}
+	for i, k := range c.CA.TrustedHostCAKeys {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+			add("ca.trusted_host_ca_keys[%d]: not an authorized_keys line: %v", i, err)
+		}
 	}
 	if c.CAEnabled() && !c.Dev {
 		if c.OIDC.Issuer == "" && len(c.MachineIdentities) == 0 {

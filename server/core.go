@@ -93,6 +93,12 @@ func openCore(ctx context.Context, cfg *config.Config, st storage.Store, logger 
 	}
 	c.Authority = &ca.Authority{User: userCA, Host: hostCA, Store: st,
 		DefaultTTL: cfg.CA.UserCertTTL.D(), MaxTTL: cfg.CA.MaxUserCertTTL.D()}
+	if c.Authority.TrustedUser, err = ca.ParseTrustedKeys(cfg.CA.TrustedUserCAKeys); err != nil {
+		return nil, fmt.Errorf("server: ca.trusted_user_ca_keys: %w", err)
+	}
+	if c.Authority.TrustedHost, err = ca.ParseTrustedKeys(cfg.CA.TrustedHostCAKeys); err != nil {
+		return nil, fmt.Errorf("server: ca.trusted_host_ca_keys: %w", err)
+	}
 	if c.Revocations, err = ca.NewRevocations(ctx, st); err != nil {
 		return nil, err
 	}

@@ -265,7 +265,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			mux.Handle("/", console)
 		}
 	}
-	sigVerifier := &sshauth.Verifier{Checker: sshauth.CAChecker([]gossh.PublicKey{core.Authority.User.PublicKey()}, core.Revocations.IsRevoked, nil)}
+	sigVerifier := &sshauth.Verifier{Checker: sshauth.CAChecker(core.Authority.UserCAKeys(), core.Revocations.IsRevoked, nil)}
 	api.Auth = func(r *http.Request, body []byte) (httpapi.Caller, error) {
 		cert, err := sigVerifier.Verify(r, body)
 		if err != nil {

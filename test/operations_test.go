@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/jumpgate/jumpgate/metrics"
 	"github.com/jumpgate/jumpgate/test/harness"
+	"github.com/jumpgate/jumpgate/testutil/sshdtest"
 )
 
 // scrape returns the /metrics page of s.
@@ -91,5 +94,63 @@ func TestMetricsAndSIGHUP(t *testing.T) {
 	})
 	if out, err := env.alice.SSH(ctx, "root", "prod-1", "echo prod-1-after-sighup"); err != nil || !strings.Contains(out, "prod-1-after-sighup") {
 		t.Fatalf("prod-1 after SIGHUP: %v %q", err, out)
+	}
+}
+
+// TestUserCARotationOverlap: the user CA is rotated with an overlap. Targets
+// trust both user CA keys (TrustedUserCAKeys with both lines); the bastion
+// restarts on the new key with the old one in ca.trusted_user_ca_keys and
+// still accepts a certificate the old key issued, while a fresh login gets
+// a certificate from the new key; without the old key listed, the old
+// certificate is refused.
+func TestUserCARotationOverlap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	oldKeys, newKeys := harness.NewCAKeys(t), harness.NewCAKeys(t)
+	priv, cert := oldKeys.HostCert(t, "web-1", "127.0.0.1")
+	sshd := sshdtest.Start(t, sshdtest.Options{
+		TrustedUserCAKeys:    []ssh.PublicKey{oldKeys.User.PublicKey(), newKeys.User.PublicKey()},
+		AuthorizedPrincipals: map[string][]string{"root": {"root"}},
+		HostKey:              priv, HostCertificate: cert,
+	})
+	idp := harness.StartIdP(t)
+	srv := harness.StartServer(t, harness.ServerOptions{IdP: idp, Policy: bastionPolicy, ExtraConfig: oldKeys.CAConfig("", ""),
+		Targets: []harness.Target{{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}}}})
+	alice := srv.Login(t, "alice")
+	ctx := ctxT(t, 90*time.Second)
+	if out, err := alice.SSH(ctx, "root", "web-1", "echo old-ca"); err != nil || !strings.Contains(out, "old-ca") {
+		t.Fatalf("before the rotation: %v %q", err, out)
+	}
+	cfg, err := os.ReadFile(srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotate := func(trusted string) {
+		t.Helper()
+		c := strings.Replace(string(cfg), oldKeys.CAConfig("", ""), "ca: {user_key_file: "+newKeys.UserFile+", host_key_file: "+oldKeys.HostFile+trusted+"}\n", 1)
+		if err := os.WriteFile(srv.ConfigFile, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		srv.Restart(t)
+	}
+	oldPub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(oldKeys.User.PublicKey())))
+	rotate(", trusted_user_ca_keys: [\"" + oldPub + "\"]")
+	if out, err := alice.SSH(ctx, "root", "web-1", "echo overlap"); err != nil || !strings.Contains(out, "overlap") {
+		t.Fatalf("old certificate during the overlap: %v %q", err, out)
+	}
+	if out, err := alice.JG(t, "sessions", "list"); err != nil {
+		t.Fatalf("API with the old certificate during the overlap: %v %s", err, out)
+	}
+	bob := srv.Login(t, "bob")
+	if out, err := bob.SSH(ctx, "root", "web-1", "echo new-ca"); err != nil || !strings.Contains(out, "new-ca") {
+		t.Fatalf("certificate from the new key: %v %q", err, out)
+	}
+	if got := srv.MustJG(t, "ca", "pubkey", "--user"); !strings.Contains(got, strings.Fields(string(ssh.MarshalAuthorizedKey(newKeys.User.PublicKey())))[1]) {
+		t.Fatalf("ca pubkey --user after the rotation: %q", got)
+	}
+	rotate("") // overlap over: the old key is no longer trusted
+	if out, err := alice.SSH(ctx, "root", "web-1", "true"); err == nil {
+		t.Fatalf("old certificate accepted after the overlap: %q", out)
 	}
 }

@@ -113,3 +113,19 @@ func (d Dir) Remove(_ context.Context, name string) error {
 
 // CheckWritable writes, fsyncs and removes a probe file in the directory.
 func (d Dir) CheckWritable(context.Context) error { return recorder.CheckWritable(d.Path) }
+
+// ReadAll returns the raw bytes of the recording file.
+func (d Dir) ReadAll(_ context.Context, name string) ([]byte, error) {
+	p, err := d.path(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("recordings: %q: %w: %w", name, ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recordings: read %s: %w", name, err)
+	}
+	return b, nil
+}

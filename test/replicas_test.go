@@ -117,6 +117,10 @@ func TestReplicasOnPostgres(t *testing.T) {
 		out, err := c.JG(t, "sessions", "export", shellID)
 		return err == nil && strings.Contains(out, "running-on-a-5")
 	})
+	// The same through C's HTTPS API, as alice (her own session).
+	if out, err := aliceA.JG(t, "sessions", "export", shellID, "--server", c.URL, "--ca-file", c.CAFile); err != nil || !strings.Contains(out, "running-on-a-5") {
+		t.Fatalf("export of the running session over C's API: %v %q", err, out)
+	}
 	term.Type("echo ended-on-a-$((3+4)); exit\r")
 	term.Wait(t, 30*time.Second)
 	harness.WaitFor(t, 10*time.Second, "the session to end", func() bool { return sessionStatus(t, c, shellID) == storage.SessionEnded })

@@ -244,3 +244,38 @@ func sessionOf(t *testing.T, s *harness.Server, id string) storage.Session {
 func sessionStatus(t *testing.T, s *harness.Server, id string) string {
 	return sessionOf(t, s, id).Status
 }
+
+// TestRecordingChunksFailClosed: with recordings in PostgreSQL, a recorded
+// shell whose chunks can no longer be stored is ended with a clear message,
+// as with recording files, and the audit chain stays intact.
+func TestRecordingChunksFailClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	pg := pgtest.Start(t, pgtest.Options{})
+	if _, err := pg.SuperSQL("postgres", "CREATE DATABASE jumpgate OWNER "+pgtest.ScramUser); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("postgres://%s:%s@%s/jumpgate?sslmode=disable", pgtest.ScramUser, pgtest.ScramPassword, pg.Addr)
+	keys := harness.NewCAKeys(t)
+	sshd := keys.StartCertSSHD(t, []string{"web-1"})
+	srv := harness.StartServer(t, harness.ServerOptions{IdP: harness.StartIdP(t), Policy: bastionPolicy,
+		ExtraConfig: keys.CAConfig("", "") + "storage: " + url + "\n",
+		Targets:     []harness.Target{{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}}}})
+	alice := srv.Login(t, "alice")
+	term := harness.StartTerminal(t, "ssh", alice.SSHArgs("root", "web-1", "-tt")...)
+	harness.WaitFor(t, 30*time.Second, "a shell prompt", term.Seen("#"))
+	// From now on no chunk can be stored (the rows already there stay).
+	if _, err := pg.SuperSQL("jumpgate", "ALTER TABLE recording_chunks ADD CONSTRAINT test_no_more_chunks CHECK (seq < 0) NOT VALID"); err != nil {
+		t.Fatal(err)
+	}
+	harness.WaitFor(t, 30*time.Second, "the session to end for its recording", func() bool {
+		term.Type("echo tick\r")
+		return strings.Contains(term.Output(), "recording could not be written")
+	})
+	term.Wait(t, 30*time.Second)
+	if !strings.Contains(srv.Proc.Out.String(), "recordings: store chunk") {
+		t.Fatal("the cause was not logged")
+	}
+	srv.MustJG(t, "audit", "verify")
+}

@@ -153,8 +153,9 @@ func (c *Core) RecoverSessions(ctx context.Context, replica string) (int, error)
 	_, shared := c.Store.(sessionClaimer)
 	return c.interruptSessions(ctx, func(s storage.Session) bool {
 		// Alone on its store, every running session was this server's
-		// (whatever name an older release gave it).
-		return !shared || s.Replica == "" || replica == "" || s.Replica == replica
+		// (whatever name an older release gave it); on a shared one only
+		// those it owned.
+		return !shared || s.Replica == replica
 	}, "the server stopped while the session ran")
 }
 

@@ -201,7 +201,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		defer pg.Close()
 		kf := kube.New(kube.Config{Policy: core.Policy, Audit: core.Audit, CA: core.KubeCA, Approvals: queue,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Logger: log,
-			RecordingsDir: cfg.Recordings.Dir, Recordings: core.Recordings, Sessions: core.Store, AuditKey: core.AuditKey, FailClosed: cfg.RecordingsFailClosed()})
+			RecordingsDir: cfg.Recordings.Dir, Recordings: core.Recordings, Replica: replica, Sessions: core.Store, AuditKey: core.AuditKey, FailClosed: cfg.RecordingsFailClosed()})
 		defer kf.Close()
 		bas, err = bastion.New(bastion.Config{
 			HostSigner: hostSigner, Authority: core.Authority, Revocations: core.Revocations, Certs: core.Store,

@@ -167,7 +167,7 @@ func (es *execSession) record(err error) {
 func (es *execSession) index(end time.Time, sum, sig string) storage.Session {
 	h := es.h
 	st := storage.Session{ID: es.id, User: h.s.User, Target: h.t.Name, Kind: SessionKindExec, Command: es.cmd,
-		Start: es.started.UTC(), Status: storage.SessionRunning, Recording: es.file, Source: h.s.Source, SHA256: sum, Signature: sig}
+		Start: es.started.UTC(), Status: storage.SessionRunning, Recording: es.file, Source: h.s.Source, SHA256: sum, Signature: sig, Replica: h.f.cfg.Replica}
 	if !end.IsZero() {
 		st.End, st.Status, st.Bytes = end.UTC(), storage.SessionEnded, es.in+es.out
 	}

@@ -64,6 +64,8 @@ type Config struct {
 	// Recordings stores exec recordings; nil means files under
 	// RecordingsDir.
 	Recordings recordings.Store
+	// Replica names this server in the session index.
+	Replica string
 	// Sessions, when set, indexes each exec session (at start and end).
 	Sessions interface {
 		PutSession(ctx context.Context, s storage.Session) error

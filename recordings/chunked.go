@@ -1,11 +1,12 @@
 package recordings
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"sort"
 	"sync"
 	"time"
 
@@ -18,13 +19,22 @@ type Chunk struct {
 	Data []byte
 }
 
+// ChunkSize is the size of one stored chunk.
+type ChunkSize struct {
+	Seq  int
+	Size int64
+}
+
 // ChunkStore is the database side of Chunked (pgstore.Store implements it).
 type ChunkStore interface {
 	// AppendChunk stores chunk seq of a recording; storing the same bytes
 	// again under the same seq succeeds (a retried write).
 	AppendChunk(ctx context.Context, name string, seq int, data []byte) error
-	// RecordingChunks returns the chunks of name in order.
-	RecordingChunks(ctx context.Context, name string) ([]Chunk, error)
+	// ChunkSizes returns the byte size of every chunk of name, in seq order
+	// (Seq set, Data nil), without reading the data.
+	ChunkSizes(ctx context.Context, name string) ([]ChunkSize, error)
+	// ReadChunks returns the chunks of name with from <= Seq < to, in order.
+	ReadChunks(ctx context.Context, name string, from, to int) ([]Chunk, error)
 	// DeleteChunks removes every chunk of name.
 	DeleteChunks(ctx context.Context, name string) error
 	// Ping is a cheap round trip to the database.
@@ -106,43 +116,112 @@ func (s *chunkSink) Sync() error {
 
 func (s *chunkSink) Close() error { return s.Sync() }
 
-// load concatenates the stored chunks of name.
-func (c Chunked) load(ctx context.Context, name string) ([]byte, error) {
-	chunks, err := c.Chunks.RecordingChunks(ctx, name)
+// readWindow is how many bytes of chunks one database round trip fetches
+// while a recording is read.
+const readWindow = 1 << 20
+
+// chunkReader reads a recording from its chunks on demand, a window of
+// chunks per query, so replaying a large recording does not hold it all in
+// memory. It serves the prefix of chunks numbered 0, 1, 2... without a gap
+// that was stored when it was opened.
+type chunkReader struct {
+	ctx  context.Context
+	db   ChunkStore
+	name string
+	offs []int64 // offs[i] is where chunk i starts; offs[len] is the size
+	// The cached window: the bytes of whole chunks starting at wOff.
+	mu   sync.Mutex
+	wOff int64
+	win  []byte
+}
+
+func (c Chunked) openChunks(ctx context.Context, name string) (*chunkReader, error) {
+	sizes, err := c.Chunks.ChunkSizes(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("recordings: %s: %w", name, err)
 	}
-	if len(chunks) == 0 {
+	if len(sizes) == 0 {
 		return nil, fmt.Errorf("recordings: %q: %w", name, ErrNotFound)
 	}
-	var b bytes.Buffer
-	for i, ch := range chunks {
-		if ch.Seq != i {
-			// A gap: only the prefix before it is the recording.
-			break
+	offs := []int64{0}
+	for i, cs := range sizes {
+		if cs.Seq != i {
+			break // a gap: only the prefix before it is the recording
 		}
-		b.Write(ch.Data)
+		offs = append(offs, offs[i]+cs.Size)
 	}
-	return b.Bytes(), nil
+	return &chunkReader{ctx: ctx, db: c.Chunks, name: name, offs: offs}, nil
 }
 
-// Open reads the chunks stored so far.
+func (r *chunkReader) size() int64 { return r.offs[len(r.offs)-1] }
+
+// ReadAt implements io.ReaderAt.
+func (r *chunkReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= r.size() {
+			return n, io.EOF
+		}
+		if pos < r.wOff || pos >= r.wOff+int64(len(r.win)) {
+			if err := r.fetch(pos); err != nil {
+				return n, err
+			}
+		}
+		n += copy(p[n:], r.win[pos-r.wOff:])
+	}
+	return n, nil
+}
+
+// fetch loads the window of chunks holding pos: from its chunk on, up to
+// readWindow bytes (at least one chunk).
+func (r *chunkReader) fetch(pos int64) error {
+	first := sort.Search(len(r.offs)-1, func(i int) bool { return r.offs[i+1] > pos })
+	last := first + 1
+	for last < len(r.offs)-1 && r.offs[last+1]-r.offs[first] <= readWindow {
+		last++
+	}
+	chunks, err := r.db.ReadChunks(r.ctx, r.name, first, last)
+	if err != nil {
+		return fmt.Errorf("recordings: read %s: %w", r.name, err)
+	}
+	var win []byte
+	for i, ch := range chunks {
+		if ch.Seq != first+i || int64(len(ch.Data)) != r.offs[ch.Seq+1]-r.offs[ch.Seq] {
+			return fmt.Errorf("recordings: read %s: chunk %d changed while read", r.name, first+i)
+		}
+		win = append(win, ch.Data...)
+	}
+	if len(chunks) != last-first {
+		return fmt.Errorf("recordings: read %s: chunks %d-%d missing", r.name, first, last-1)
+	}
+	r.wOff, r.win = r.offs[first], win
+	return nil
+}
+
+// Open reads the chunks stored so far, a window at a time.
 func (c Chunked) Open(ctx context.Context, name string) (*recorder.Reader, error) {
-	b, err := c.load(ctx, name)
+	cr, err := c.openChunks(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return recorder.NewReader(name, bytes.NewReader(b), int64(len(b)))
+	return recorder.NewReader(name, cr, cr.size())
 }
 
 // Hash hashes the stored bytes.
 func (c Chunked) Hash(ctx context.Context, name string) (string, int64, error) {
-	b, err := c.load(ctx, name)
+	cr, err := c.openChunks(ctx, name)
 	if err != nil {
 		return "", 0, err
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), int64(len(b)), nil
+	h := sha256.New()
+	n, err := io.Copy(h, io.NewSectionReader(cr, 0, cr.size()))
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // Remove deletes the chunks.

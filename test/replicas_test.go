@@ -37,7 +37,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	sshd := keys.StartCertSSHD(t, []string{"web-1"})
 	idp := harness.StartIdP(t)
 	opts := harness.ServerOptions{IdP: idp, Policy: bastionPolicy,
-		ExtraConfig: keys.CAConfig("", "") + "storage: " + url + "\nreplica_lease: 2s\n",
+		ExtraConfig: keys.CAConfig("", "") + "storage: " + url + "\nreplica_lease: 3s\n",
 		Targets:     []harness.Target{{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}}}}
 	srvs := harness.StartServers(t, opts, opts, opts)
 	a, b, c := srvs[0], srvs[1], srvs[2]

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/test/harness"
@@ -20,7 +23,9 @@ import (
 // point of running as replicas: a certificate from A works at B and C; the
 // audit log stays one chain under concurrent writers on all three; an
 // approval on B releases a hold on A promptly; a session recorded on A
-// replays from C while it runs and after it ends; kill -9 of B mid-session
+// replays from C (CLI over HTTPS, local export and replay, C's web console
+// in a real browser) while it runs and after it ends; /metrics and /readyz
+// work on PostgreSQL; kill -9 of B mid-session
 // leaves the others serving and B's session playable up to the crash and
 // marked interrupted by a survivor; a revocation on A is enforced by B and C
 // within seconds.
@@ -134,6 +139,16 @@ func TestReplicasOnPostgres(t *testing.T) {
 	}
 	if out := c.MustJG(t, "replay", shellID, "--speed", "1000", "--idle-limit", "1ms"); !strings.Contains(out, "ended-on-a-7") {
 		t.Fatalf("replay on C: %q", out)
+	}
+	// And in C's web console, in a real browser, as the auditor carol.
+	carol := newTab(t)
+	consoleLogin(t, carol, c, "carol", "/sessions/"+shellID)
+	browse(t, carol, chromedp.WaitVisible(chromedp.CSS(`.ap-player`)), chromedp.Click(chromedp.CSS(`.ap-player`)))
+	pctx, cancel := context.WithTimeout(carol, 60*time.Second)
+	defer cancel()
+	const termText = `Array.from(document.querySelectorAll('.ap-term-text, .ap-term')).map(function (e) { return e.textContent; }).join('\n')`
+	if _, err := chromedp.Run(pctx, chromedp.Poll[bool](`(`+termText+`).includes("ended-on-a-7")`, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatalf("C's console never replayed A's session: %v", err)
 	}
 
 	// Operations on PostgreSQL: every metric family, recording writes

@@ -196,6 +196,10 @@ func TestReplicasOnPostgres(t *testing.T) {
 	if ev := a.MustJG(t, "audit", "list", "--json", "--type", "session.end"); !strings.Contains(ev, killedID) || !strings.Contains(ev, "interrupted") {
 		t.Fatalf("no interrupted session.end for %s: %s", killedID, ev)
 	}
+	// What B acknowledged before it died is in the log: the session's start.
+	if ev := a.MustJG(t, "audit", "list", "--json", "--type", "session.start"); !strings.Contains(ev, killedID) {
+		t.Fatalf("B's acknowledged session.start for %s was lost: %s", killedID, ev)
+	}
 	b.Restart(t) // B comes back on the same data and serves again
 
 	// Revoked on A, refused by B and C within seconds.

@@ -1,7 +1,6 @@
 package bastion
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -40,8 +39,7 @@ func (s *Server) authenticate(ctx context.Context, key gossh.PublicKey, remote n
 	if cert.CertType != gossh.UserCert {
 		return nil, reasonHostCert, errors.New("bastion: a host certificate cannot log in")
 	}
-	caKey := s.cfg.Authority.User.PublicKey()
-	if !bytes.Equal(cert.SignatureKey.Marshal(), caKey.Marshal()) {
+	if !s.cfg.Authority.IsUserCA(cert.SignatureKey) {
 		return nil, reasonForeignCA, errors.New("bastion: certificate not signed by the jumpgate user CA")
 	}
 	if len(cert.ValidPrincipals) == 0 {

@@ -1,7 +1,6 @@
 package bastion
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -20,7 +19,6 @@ import (
 	"github.com/jumpgate/jumpgate/ca"
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/policy"
-	"github.com/jumpgate/jumpgate/recorder"
 	"github.com/jumpgate/jumpgate/relay"
 )
 
@@ -46,7 +44,7 @@ var errTargetDown = errors.New("target unreachable")
 // terminate runs the inner SSH session of a recorded or local target.
 func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gossh.NewChannel) {
 	if s.cfg.FailClosed {
-		if err := recorder.CheckWritable(s.cfg.RecordingsDir); err != nil {
+		if err := s.recordings().CheckWritable(ctx); err != nil {
 			s.log.Error("recordings cannot be written; refusing recorded session", "target", t.Name, "user", u.Name, "err", err)
 			s.auditRefusal(u, t.Name, "recording_unavailable", "session")
 			nc.Reject(gossh.ResourceShortage, "jumpgate: sessions cannot be recorded right now, so recorded sessions are refused; contact the operators")
@@ -228,7 +226,6 @@ var certHostAlgos = []string{
 // hostKeyCallback verifies an upstream's host key against the host CA or a
 // pinned key. There is no trust on first use.
 func (s *Server) hostKeyCallback(t config.Target) (gossh.HostKeyCallback, []string, error) {
-	hostCA := s.cfg.Authority.Host.PublicKey()
 	switch hk := strings.TrimSpace(t.HostKey); {
 	case hk == "@cert-authority":
 		host, _, _ := net.SplitHostPort(t.Address)
@@ -237,7 +234,7 @@ func (s *Server) hostKeyCallback(t config.Target) (gossh.HostKeyCallback, []stri
 			if !ok {
 				return fmt.Errorf("bastion: %s presented a plain host key; give it a host certificate (jumpgate ca sign-host) or pin its key in host_key", t.Name)
 			}
-			if cert.CertType != gossh.HostCert || !bytes.Equal(cert.SignatureKey.Marshal(), hostCA.Marshal()) {
+			if cert.CertType != gossh.HostCert || !s.cfg.Authority.IsHostCA(cert.SignatureKey) {
 				return fmt.Errorf("bastion: %s's host certificate is not from the jumpgate host CA", t.Name)
 			}
 			checker := &gossh.CertChecker{Clock: s.cfg.Clock}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -126,8 +127,14 @@ func (s *Server) handleDirectTCPIP(srv *gliderssh.Server, conn *gossh.ServerConn
 		go gossh.DiscardRequests(reqs)
 		s.metricStart(t.Kind)
 		defer s.metricEnd(t.Kind)
+		cc := &countingChannel{Channel: ch}
+		defer func() {
+			if s.cfg.Metrics != nil {
+				s.cfg.Metrics.BytesForwarded(t.Kind, cc.n.Load())
+			}
+		}()
 		fs := forwarders.Session{ID: newID("s"), User: u.Name, Groups: u.Groups, Roles: u.Roles, Grants: u.Grants, Source: u.Source}
-		if err := f.Serve(ctx, ch, fs, t); err != nil {
+		if err := f.Serve(ctx, cc, fs, t); err != nil {
 			s.log.Info("forwarder ended", "user", u.Name, "target", t.Name, "err", err)
 		}
 		ch.Close()
@@ -191,4 +198,23 @@ func (s *Server) passthrough(ctx context.Context, u *User, t config.Target, nc g
 	if _, err := s.cfg.Audit.Emit(context.WithoutCancel(ctx), audit.Event{Type: audit.ForwardEnd, User: u.Name, Target: t.Name, Session: id, Source: u.Source, Details: details}); err != nil {
 		s.log.Error("audit forward end", "err", err)
 	}
+}
+
+// countingChannel counts the bytes a forwarder moves through a channel, for
+// the bytes-forwarded metric of its kind.
+type countingChannel struct {
+	gossh.Channel
+	n atomic.Int64
+}
+
+func (c *countingChannel) Read(p []byte) (int, error) {
+	n, err := c.Channel.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingChannel) Write(p []byte) (int, error) {
+	n, err := c.Channel.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
 	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/recorder"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -41,6 +43,7 @@ type Metrics interface {
 	AuthFailed(reason string)
 	Blocked(kind string)
 	Held(kind string)
+	RecordingWrite(d time.Duration)
 }
 
 // Config wires the bastion to the rest of jumpgate.
@@ -60,6 +63,8 @@ type Config struct {
 	// when they cannot be recorded.
 	RecordingsDir string
 	FailClosed    bool
+	// Recordings stores recordings; nil means files under RecordingsDir.
+	Recordings recordings.Store
 	// AuditKey signs recordings.
 	AuditKey ed25519.PrivateKey
 	// MaxStartups bounds connections that have not authenticated yet.
@@ -492,4 +497,21 @@ func (s *Server) auditRefusal(u *User, target, reason, what string) {
 
 func newID(prefix string) string {
 	return fmt.Sprintf("%s-%s", prefix, randHex(8))
+}
+
+// recordings returns where recordings go.
+func (s *Server) recordings() recordings.Store {
+	if s.cfg.Recordings != nil {
+		return s.cfg.Recordings
+	}
+	return recordings.Dir{Path: s.cfg.RecordingsDir}
+}
+
+// recorderOptions feeds the recording write latency metric.
+func (s *Server) recorderOptions() recorder.Options {
+	var o recorder.Options
+	if s.cfg.Metrics != nil {
+		o.SyncObserver = s.cfg.Metrics.RecordingWrite
+	}
+	return o
 }

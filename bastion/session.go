@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -562,14 +561,14 @@ func (ss *sess) startRecording(ctx context.Context) error {
 	if rows <= 0 {
 		rows = 24
 	}
-	file := filepath.Join(now.UTC().Format("2006-01-02"), ss.id+".cast")
+	file := now.UTC().Format("2006-01-02") + "/" + ss.id + ".cast"
 	var rec *recorder.Writer
 	if kind != "subsystem" {
 		var err error
-		rec, err = recorder.Create(filepath.Join(s.cfg.RecordingsDir, file), recorder.Header{
+		rec, err = s.recordings().Create(ctx, file, recorder.Header{
 			Version: 2, Width: cols, Height: rows, Timestamp: now.Unix(), Env: env,
 			Title: fmt.Sprintf("%s@%s (%s)", ic.login, ic.t.Name, ic.u.Name), Command: cmd,
-		}, recorder.Options{})
+		}, s.recorderOptions())
 		if err != nil {
 			s.log.Error("cannot create recording", "session", ss.id, "err", err)
 			if s.cfg.FailClosed {

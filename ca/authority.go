@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -24,9 +25,13 @@ type Store interface {
 
 // Authority signs certificates with the user and host CA keys.
 type Authority struct {
-	User  ssh.Signer
-	Host  ssh.Signer
-	Store Store
+	User ssh.Signer
+	Host ssh.Signer
+	// TrustedUser and TrustedHost are older CA keys still trusted (never
+	// used to sign) during a rotation's overlap.
+	TrustedUser []ssh.PublicKey
+	TrustedHost []ssh.PublicKey
+	Store       Store
 	// DefaultTTL and MaxTTL bound user certificates.
 	DefaultTTL time.Duration
 	MaxTTL     time.Duration
@@ -284,4 +289,45 @@ func (a *Authority) SignHost(ctx context.Context, r HostRequest) (*ssh.Certifica
 // AuthorizedKey renders a public key as an authorized_keys line.
 func AuthorizedKey(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+// IsUserCA reports whether k is the user CA key or a still trusted older one.
+func (a *Authority) IsUserCA(k ssh.PublicKey) bool {
+	return isOneOf(k, a.User.PublicKey(), a.TrustedUser)
+}
+
+// IsHostCA reports whether k is the host CA key or a still trusted older one.
+func (a *Authority) IsHostCA(k ssh.PublicKey) bool {
+	return isOneOf(k, a.Host.PublicKey(), a.TrustedHost)
+}
+
+// UserCAKeys returns the user CA key followed by the trusted older ones.
+func (a *Authority) UserCAKeys() []ssh.PublicKey {
+	return append([]ssh.PublicKey{a.User.PublicKey()}, a.TrustedUser...)
+}
+
+func isOneOf(k, cur ssh.PublicKey, more []ssh.PublicKey) bool {
+	b := k.Marshal()
+	if bytes.Equal(b, cur.Marshal()) {
+		return true
+	}
+	for _, m := range more {
+		if bytes.Equal(b, m.Marshal()) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseTrustedKeys parses authorized_keys lines of trusted CA keys.
+func ParseTrustedKeys(lines []string) ([]ssh.PublicKey, error) {
+	var out []ssh.PublicKey
+	for i, l := range lines {
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(l))
+		if err != nil {
+			return nil, fmt.Errorf("ca: trusted key %d: %w", i, err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 )
 
@@ -53,9 +54,16 @@ type Config struct {
 	CA                CA                `yaml:"ca"`
 	Bastion           Bastion           `yaml:"bastion"`
 	// Storage is "bolt" (default: bbolt file in DataDir) or a postgres:// URL.
-	Storage    string     `yaml:"storage"`
-	Recordings Recordings `yaml:"recordings"`
-	Targets    []Target   `yaml:"targets"`
+	Storage string `yaml:"storage"`
+	// Replica names this server in the session index and its lease; default
+	// the host name plus a random suffix kept in DataDir.
+	Replica string `yaml:"replica"`
+	// ReplicaLease (with postgres:// storage): a replica renews its lease
+	// every ReplicaLease/5; when it lapses (the replica was killed), another
+	// replica marks its running sessions interrupted. Default 15s.
+	ReplicaLease Duration   `yaml:"replica_lease"`
+	Recordings   Recordings `yaml:"recordings"`
+	Targets      []Target   `yaml:"targets"`
 	// PolicyFile is the policy YAML, hot-reloaded on change.
 	PolicyFile string `yaml:"policy_file"`
 	// Web toggles the web console (default on).
@@ -108,6 +116,14 @@ type CA struct {
 	Enabled *bool `yaml:"enabled"`
 	// RateLimit is certificate requests per minute per identity and per IP.
 	RateLimit int `yaml:"rate_limit"` // default 30
+	// TrustedUserCAKeys are more user CA public keys (authorized_keys
+	// lines) whose certificates the bastion and the API still accept: the
+	// previous user CA during a key rotation's overlap.
+	TrustedUserCAKeys []string `yaml:"trusted_user_ca_keys"`
+	// TrustedHostCAKeys are more host CA public keys the bastion accepts on
+	// targets' host certificates (host_key: "@cert-authority"): the previous
+	// host CA while targets are re-signed.
+	TrustedHostCAKeys []string `yaml:"trusted_host_ca_keys"`
 }
 
 // Bastion configures the SSH ingress.
@@ -301,6 +317,9 @@ func (c *Config) SetDefaults() {
 	if c.Bastion.HoldTimeout == 0 {
 		c.Bastion.HoldTimeout = Duration(5 * time.Minute)
 	}
+	if c.ReplicaLease <= 0 {
+		c.ReplicaLease = Duration(15 * time.Second)
+	}
 	if c.Storage == "" {
 		c.Storage = "bolt"
 	}
@@ -332,6 +351,16 @@ func (c *Config) Validate() error {
 	}
 	if c.CA.UserCertTTL.D() < time.Minute {
 		add("ca.user_cert_ttl must be at least 1m")
+	}
+	for i, k := range c.CA.TrustedUserCAKeys {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+			add("ca.trusted_user_ca_keys[%d]: not an authorized_keys line: %v", i, err)
+		}
+	}
+	for i, k := range c.CA.TrustedHostCAKeys {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+			add("ca.trusted_host_ca_keys[%d]: not an authorized_keys line: %v", i, err)
+		}
 	}
 	if c.CAEnabled() && !c.Dev {
 		if c.OIDC.Issuer == "" && len(c.MachineIdentities) == 0 {

@@ -17,6 +17,23 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+func TestReplicasExampleConfigLoads(t *testing.T) {
+	c, err := Load("../contrib/config.replicas.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.Storage, "postgres://") || c.ReplicaLease.D() != 15*time.Second || len(c.Targets) != 2 {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+}
+
+func TestTrustedCAKeysValidated(t *testing.T) {
+	_, err := Parse([]byte("oidc: {issuer: https://idp.example.com, client_id: jg}\nca: {trusted_user_ca_keys: [\"not a key\"]}\n"))
+	if err == nil || !strings.Contains(err.Error(), "trusted_user_ca_keys[0]") {
+		t.Fatalf("a malformed trusted key: %v", err)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := Parse([]byte("oidc: {issuer: https://idp.example.com, client_id: jg}\n"))
 	if err != nil {

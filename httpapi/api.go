@@ -21,6 +21,7 @@ import (
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/identity"
 	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -87,8 +88,10 @@ type API struct {
 	Ready func(ctx context.Context) error
 	// Approvals is the request queue.
 	Approvals *approvals.Queue
-	// RecordingsDir holds session recordings.
+	// RecordingsDir holds session recordings; used when Recordings is nil.
 	RecordingsDir string
+	// Recordings reads recordings (files, or chunks in the shared database).
+	Recordings recordings.Store
 	// Targets returns the inventory.
 	Targets func() []config.Target
 	// KubeCAPEM is the CA of the Kubernetes forwarder's serving certificates.

@@ -1,12 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
-	"path/filepath"
-	"strings"
 
 	"github.com/jumpgate/jumpgate/recorder"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -79,16 +80,22 @@ func (a *API) handleSession(w http.ResponseWriter, r *http.Request, c Caller, _ 
 	}
 }
 
-// RecordingPath resolves a session's recording inside the recordings dir.
-func (a *API) RecordingPath(s storage.Session) (string, bool) {
-	if s.Recording == "" || a.RecordingsDir == "" {
-		return "", false
+// recordings returns the recording store.
+func (a *API) recordings() recordings.Store {
+	if a.Recordings != nil {
+		return a.Recordings
 	}
-	p := filepath.Join(a.RecordingsDir, filepath.Clean("/"+s.Recording))
-	if !strings.HasPrefix(p, filepath.Clean(a.RecordingsDir)+string(filepath.Separator)) {
-		return "", false
+	return recordings.Dir{Path: a.RecordingsDir}
+}
+
+// OpenRecording opens what is stored of a session's recording: all of it
+// once the session ended, the prefix written so far while it runs (on any
+// replica). It wraps recordings.ErrNotFound when there is none.
+func (a *API) OpenRecording(ctx context.Context, s storage.Session) (*recorder.Reader, error) {
+	if s.Recording == "" {
+		return nil, fmt.Errorf("httpapi: session %s: %w", s.ID, recordings.ErrNotFound)
 	}
-	return p, true
+	return a.recordings().Open(ctx, s.Recording)
 }
 
 func (a *API) handleRecording(w http.ResponseWriter, r *http.Request, c Caller, _ []byte) {
@@ -96,13 +103,18 @@ func (a *API) handleRecording(w http.ResponseWriter, r *http.Request, c Caller, 
 	if !ok {
 		return
 	}
-	p, ok := a.RecordingPath(s)
-	if !ok {
-		writeError(w, apiErr(http.StatusNotFound, "this session has no recording", nil))
+	rd, err := a.OpenRecording(r.Context(), s)
+	if errors.Is(err, recordings.ErrNotFound) {
+		writeError(w, apiErr(http.StatusNotFound, "this session has no recording", err))
 		return
 	}
+	if err != nil {
+		writeError(w, classify(err))
+		return
+	}
+	defer rd.Close()
 	w.Header().Set("Content-Type", "application/x-asciicast")
-	if err := recorder.Export(w, p); err != nil {
+	if err := recorder.ExportReader(w, rd); err != nil {
 		a.Logger.Error("export recording", "session", s.ID, "err", err)
 	}
 }

@@ -88,3 +88,42 @@ func (m *Metrics) RecordingWrite(d time.Duration) { m.recordingWrite.Observe(d.S
 func (m *Metrics) Storage(op string, d time.Duration) {
 	m.storageLatency.WithLabelValues(op).Observe(d.Seconds())
 }
+
+// Kinds and reasons every family is exported with from the start, so a
+// scrape shows each series (at zero) before the first event.
+var (
+	sessionKinds = []string{"shell", "exec", "sftp", "subsystem", "forward", "postgres", "kubernetes", "kube-exec"}
+	byteKinds    = []string{"ssh", "postgres", "kubernetes"}
+	policyKinds  = []string{"command", "sql", "kube"}
+	authReasons  = []string{"invalid_token", "no_role", "unknown_ca", "revoked", "expired", "unknown_certificate"}
+	storageOps   = []string{"ping", "heartbeat"}
+)
+
+// Preset creates the usual series of every labelled family at zero.
+func (m *Metrics) Preset() {
+	for _, k := range sessionKinds {
+		m.activeSessions.WithLabelValues(k)
+		m.sessionsTotal.WithLabelValues(k)
+	}
+	for _, k := range byteKinds {
+		m.bytes.WithLabelValues(k)
+	}
+	for _, k := range policyKinds {
+		m.blocked.WithLabelValues(k)
+		m.held.WithLabelValues(k)
+	}
+	for _, r := range authReasons {
+		m.authFailures.WithLabelValues(r)
+	}
+	for _, op := range storageOps {
+		m.storageLatency.WithLabelValues(op)
+	}
+}
+
+// Families are the names /metrics always carries (besides the Go and
+// process collectors'); the end-to-end scrape test checks each.
+var Families = []string{
+	"jumpgate_certificates_issued_total", "jumpgate_auth_failures_total", "jumpgate_active_sessions",
+	"jumpgate_sessions_total", "jumpgate_bytes_forwarded_total", "jumpgate_blocked_total", "jumpgate_held_total",
+	"jumpgate_recording_write_seconds", "jumpgate_storage_seconds",
+}

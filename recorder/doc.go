@@ -8,5 +8,7 @@
 // session with an ed25519 signature. It is shared by the SSH bastion and the
 // Kubernetes exec recorder, so it knows nothing about SSH, Kubernetes, session
 // metadata storage or the audit log: callers feed it bytes and persist the
-// Summary and signature wherever they keep them.
+// Summary and signature wherever they keep them. A Writer writes to a file
+// (Create) or to any Sink (NewWriter), and a Reader reads a file (Open) or
+// any io.ReaderAt (NewReader); package recordings picks where they live.
 package recorder

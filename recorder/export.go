@@ -19,6 +19,12 @@ func Export(w io.Writer, path string) error {
 		return err
 	}
 	defer r.Close()
+	return ExportReader(w, r)
+}
+
+// ExportReader is Export from an open Reader, from its current position
+// (the first event for a fresh one).
+func ExportReader(w io.Writer, r *Reader) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	line, err := appendHeader(nil, r.Header)
 	if err != nil {

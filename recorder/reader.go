@@ -139,7 +139,8 @@ type Reader struct {
 	// prefix a crash leaves); that line is skipped.
 	Truncated bool
 
-	f         *os.File
+	f         io.ReaderAt
+	closer    io.Closer // nil: nothing to close
 	path      string
 	dataStart int64 // offset of the first event line
 	end       int64 // end of the valid data
@@ -160,20 +161,34 @@ func Open(path string) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recorder: open: %w", err)
 	}
-	r, err := open(f, path)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("recorder: open: %w", err)
+	}
+	r, err := open(f, path, fi.Size())
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	r.closer = f
 	return r, nil
 }
 
-func open(f *os.File, path string) (*Reader, error) {
-	fi, err := f.Stat()
+// NewReader reads a recording of size bytes from src (a recording kept
+// outside a file, such as chunks loaded from a database); name only labels
+// errors. There is no seek index: SeekTime scans. Like Open, it tolerates a
+// crash-truncated last line.
+func NewReader(name string, src io.ReaderAt, size int64) (*Reader, error) {
+	r, err := open(src, name, size)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: open: %w", err)
+		return nil, err
 	}
-	size := fi.Size()
+	r.indexLoaded = true
+	return r, nil
+}
+
+func open(f io.ReaderAt, path string, size int64) (*Reader, error) {
 	hd, err := parse(io.NewSectionReader(f, 0, size), path)
 	if err != nil {
 		return nil, err
@@ -229,8 +244,13 @@ func (r *Reader) checkTail() error {
 	return nil
 }
 
-// Close closes the file.
-func (r *Reader) Close() error { return r.f.Close() }
+// Close closes the file (nothing for a NewReader).
+func (r *Reader) Close() error {
+	if r.closer == nil {
+		return nil
+	}
+	return r.closer.Close()
+}
 
 // Next returns the next event, or io.EOF after the last one. Errors are
 // those of Decoder.Next.

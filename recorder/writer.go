@@ -47,6 +47,10 @@ type Options struct {
 	// Defaults 10s and 1 MiB.
 	IndexInterval time.Duration
 	IndexBytes    int64
+	// SyncObserver, when set, is told how long each sync of the recording
+	// (fsync, or a chunk stored in a database) took: the recording write
+	// latency metric.
+	SyncObserver func(time.Duration)
 }
 
 func (o Options) withDefaults() Options {
@@ -84,12 +88,19 @@ type Summary struct {
 // IndexSuffix is appended to a recording's path to name its seek index.
 const IndexSuffix = ".idx"
 
-// file is what a Writer writes to: an *os.File in production.
-type file interface {
+// Sink is what a Writer writes a recording to: an *os.File, or a store that
+// keeps the bytes elsewhere (chunks in a database). Write may buffer; Sync
+// must make everything written so far durable (a crash after Sync returns
+// leaves those bytes readable); Close releases the sink after a final Sync.
+// Write and Sync may be called from different goroutines.
+type Sink interface {
 	io.Writer
 	Sync() error
 	Close() error
 }
+
+// file is what a Writer writes to: an *os.File in production.
+type file = Sink
 
 // stream holds an incomplete trailing UTF-8 sequence of one direction.
 type stream struct {
@@ -175,6 +186,27 @@ func Create(path string, h Header, opts Options) (*Writer, error) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
+	}
+	return w, nil
+}
+
+// NewWriter starts a Writer over sink, which receives the same bytes a
+// recording file would, without a seek index; name only labels errors. It
+// writes the header and syncs it. The returned Writer must be closed; it
+// closes sink.
+func NewWriter(name string, sink Sink, h Header, opts Options) (*Writer, error) {
+	opts = opts.withDefaults()
+	h.Version = 2
+	if h.Timestamp == 0 {
+		h.Timestamp = opts.Clock().Unix()
+	}
+	if err := h.validate(); err != nil {
+		return nil, fmt.Errorf("recorder: create %s: invalid header: %w", name, err)
+	}
+	w := newWriter(name, sink, nil, h, opts)
+	if err := w.Sync(); err != nil {
+		w.Close()
+		return nil, err
 	}
 	return w, nil
 }
@@ -394,6 +426,10 @@ func (w *Writer) flushLocked() error {
 }
 
 func (w *Writer) syncFiles() error {
+	if obs := w.opts.SyncObserver; obs != nil {
+		start := time.Now()
+		defer func() { obs(time.Since(start)) }()
+	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("fsync: %w", err)
 	}

@@ -3,14 +3,10 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,6 +19,7 @@ import (
 	"github.com/jumpgate/jumpgate/httpapi"
 	"github.com/jumpgate/jumpgate/policy"
 	"github.com/jumpgate/jumpgate/recorder"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/storage/boltstore"
 	"github.com/jumpgate/jumpgate/storage/pgstore"
@@ -39,6 +36,8 @@ type Core struct {
 	Policy      *policy.Store
 	// AuditKey signs recordings.
 	AuditKey ed25519.PrivateKey
+	// Recordings is where session recordings are written and read.
+	Recordings recordings.Store
 	// KubeCA issues the Kubernetes forwarder's serving certificates.
 	KubeCA *kube.CA
 	Logger *slog.Logger
@@ -94,6 +93,12 @@ func openCore(ctx context.Context, cfg *config.Config, st storage.Store, logger 
 	}
 	c.Authority = &ca.Authority{User: userCA, Host: hostCA, Store: st,
 		DefaultTTL: cfg.CA.UserCertTTL.D(), MaxTTL: cfg.CA.MaxUserCertTTL.D()}
+	if c.Authority.TrustedUser, err = ca.ParseTrustedKeys(cfg.CA.TrustedUserCAKeys); err != nil {
+		return nil, fmt.Errorf("server: ca.trusted_user_ca_keys: %w", err)
+	}
+	if c.Authority.TrustedHost, err = ca.ParseTrustedKeys(cfg.CA.TrustedHostCAKeys); err != nil {
+		return nil, fmt.Errorf("server: ca.trusted_host_ca_keys: %w", err)
+	}
 	if c.Revocations, err = ca.NewRevocations(ctx, st); err != nil {
 		return nil, err
 	}
@@ -106,6 +111,13 @@ func openCore(ctx context.Context, cfg *config.Config, st storage.Store, logger 
 		c.Policy = policy.Static(&policy.Policy{})
 	}
 	c.Audit = audit.New(st, nil, logger)
+	// On a shared database the recordings live there too, so every
+	// replica replays every session.
+	if cs, ok := st.(recordings.ChunkStore); ok {
+		c.Recordings = recordings.Chunked{Chunks: cs}
+	} else {
+		c.Recordings = recordings.Dir{Path: cfg.Recordings.Dir}
+	}
 	return c, nil
 }
 
@@ -119,7 +131,7 @@ func (c *Core) API(queue *approvals.Queue) *httpapi.API {
 		Authority: c.Authority, Revocations: c.Revocations, Policy: c.Policy, Audit: c.Audit, Store: c.Store,
 		KRL:      func(ctx context.Context) ([]byte, error) { return BuildKRL(c) },
 		AuditKey: c.AuditKey.Public().(ed25519.PublicKey), Logger: c.Logger, RateLimit: c.Cfg.CA.RateLimit,
-		Approvals: queue, RecordingsDir: c.Cfg.Recordings.Dir, KubeCAPEM: c.KubeCA.PEM(),
+		Approvals: queue, RecordingsDir: c.Cfg.Recordings.Dir, Recordings: c.Recordings, KubeCAPEM: c.KubeCA.PEM(),
 		Targets: func() []config.Target { return c.Cfg.Targets },
 	}
 }
@@ -135,21 +147,53 @@ func (c *Core) Close() error { return c.Store.Close() }
 
 // RecoverSessions marks the sessions a previous run of this replica left
 // running as interrupted: their recordings are kept as the playable prefix
-// that reached the disk, hashed and signed, and a session.end event says so.
+// that reached the disk (or the database), hashed and signed, and a
+// session.end event says so.
 func (c *Core) RecoverSessions(ctx context.Context, replica string) (int, error) {
+	_, shared := c.Store.(sessionClaimer)
+	return c.interruptSessions(ctx, func(s storage.Session) bool {
+		// Alone on its store, every running session was this server's
+		// (whatever name an older release gave it); on a shared one only
+		// those it owned.
+		return !shared || s.Replica == replica
+	}, "the server stopped while the session ran")
+}
+
+// SweepReplica marks the running sessions of replica, whose lease expired
+// (killed or cut off), as interrupted.
+func (c *Core) SweepReplica(ctx context.Context, replica string) (int, error) {
+	return c.interruptSessions(ctx, func(s storage.Session) bool { return s.Replica == replica },
+		"replica "+replica+" stopped while the session ran")
+}
+
+// sessionClaimer is implemented by stores shared by several replicas: only
+// the caller that moves a session out of running ends it.
+type sessionClaimer interface {
+	ClaimSession(ctx context.Context, id, from, to string) (bool, error)
+}
+
+func (c *Core) interruptSessions(ctx context.Context, match func(storage.Session) bool, reason string) (int, error) {
 	list, err := c.Store.Sessions(ctx, storage.SessionFilter{Status: storage.SessionRunning})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, s := range list {
-		if s.Replica != "" && replica != "" && s.Replica != replica {
+		if !match(s) {
 			continue
+		}
+		if cl, ok := c.Store.(sessionClaimer); ok {
+			won, err := cl.ClaimSession(ctx, s.ID, storage.SessionRunning, storage.SessionInterrupted)
+			if err != nil {
+				return n, err
+			}
+			if !won {
+				continue // another replica ended it
+			}
 		}
 		details := map[string]any{"status": storage.SessionInterrupted, "kind": s.Kind, "recording": s.Recording, "login": s.Login}
 		if s.Recording != "" {
-			p := filepath.Join(c.Cfg.Recordings.Dir, filepath.Clean("/"+s.Recording))
-			if sum, size, err := fileSHA256(p); err == nil {
+			if sum, size, err := c.Recordings.Hash(ctx, s.Recording); err == nil {
 				sig, _ := recorder.Sign(c.AuditKey, sum, s.ID)
 				s.SHA256, s.Signature = sum, sig
 				details["sha256"], details["signature"], details["recording_bytes"] = sum, sig, size
@@ -157,7 +201,7 @@ func (c *Core) RecoverSessions(ctx context.Context, replica string) (int, error)
 				details["recording_error"] = err.Error()
 			}
 		}
-		s.Status, s.EndReason = storage.SessionInterrupted, "the server stopped while the session ran"
+		s.Status, s.EndReason = storage.SessionInterrupted, reason
 		if s.End.IsZero() {
 			s.End = c.Clock().UTC()
 		}
@@ -171,18 +215,4 @@ func (c *Core) RecoverSessions(ctx context.Context, replica string) (int, error)
 		n++
 	}
 	return n, nil
-}
-
-func fileSHA256(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

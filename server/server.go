@@ -89,9 +89,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer core.Close()
 	m := metrics.New()
+	m.Preset()
+	core.Audit.OnAppend = countPolicyEvents(m)
 	replica := opts.Replica
 	if replica == "" {
-		replica, _ = os.Hostname()
+		if replica, err = replicaName(cfg.DataDir, cfg.Replica); err != nil {
+			return err
+		}
 	}
 	if n, err := core.RecoverSessions(ctx, replica); err != nil {
 		return fmt.Errorf("server: recover sessions: %w", err)
@@ -116,7 +120,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer wg.Wait()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		runLeases(runCtx, core, replica, cfg.ReplicaLease.D(), m, log)
+	}()
 	go func() {
 		defer wg.Done()
 		core.Revocations.Run(runCtx, 2*time.Second, func(err error) { log.Error("revocation refresh", "err", err) })
@@ -193,13 +201,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		defer pg.Close()
 		kf := kube.New(kube.Config{Policy: core.Policy, Audit: core.Audit, CA: core.KubeCA, Approvals: queue,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Logger: log,
-			RecordingsDir: cfg.Recordings.Dir, Sessions: core.Store, AuditKey: core.AuditKey, FailClosed: cfg.RecordingsFailClosed()})
+			RecordingsDir: cfg.Recordings.Dir, Recordings: core.Recordings, Replica: replica, Sessions: core.Store, AuditKey: core.AuditKey, FailClosed: cfg.RecordingsFailClosed()})
 		defer kf.Close()
 		bas, err = bastion.New(bastion.Config{
 			HostSigner: hostSigner, Authority: core.Authority, Revocations: core.Revocations, Certs: core.Store,
 			Policy: core.Policy, Audit: core.Audit, Sessions: core.Store, Approvals: queue,
 			Targets: func() []config.Target { return *targets.Load() }, RecordingsDir: cfg.Recordings.Dir,
-			FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups,
+			Recordings: core.Recordings, FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Metrics: m, Logger: log, Replica: replica, LocalShell: opts.LocalShell,
 			Grants: queue.Grants, Forwarders: map[string]forwarders.Forwarder{config.KindPostgres: pg, config.KindKubernetes: kf},
 		})
@@ -220,7 +228,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return fmt.Errorf("storage: %w", err)
 		}
 		if cfg.BastionEnabled() {
-			if err := checkRecordings(cfg.Recordings.Dir); err != nil {
+			if err := core.Recordings.CheckWritable(ctx); err != nil {
 				return fmt.Errorf("recordings: %w", err)
 			}
 		}
@@ -257,7 +265,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			mux.Handle("/", console)
 		}
 	}
-	sigVerifier := &sshauth.Verifier{Checker: sshauth.CAChecker([]gossh.PublicKey{core.Authority.User.PublicKey()}, core.Revocations.IsRevoked, nil)}
+	sigVerifier := &sshauth.Verifier{Checker: sshauth.CAChecker(core.Authority.UserCAKeys(), core.Revocations.IsRevoked, nil)}
 	api.Auth = func(r *http.Request, body []byte) (httpapi.Caller, error) {
 		cert, err := sigVerifier.Verify(r, body)
 		if err != nil {
@@ -517,21 +525,6 @@ func BuildKRL(core *Core) ([]byte, error) {
 	}
 	k := &krl.KRL{Version: uint64(time.Now().Unix()), GeneratedAt: time.Now(), Comment: "jumpgate", Certificates: []krl.CertSection{sec}}
 	return k.Marshal()
-}
-
-func checkRecordings(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".ready-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	_, werr := f.Write([]byte("ok"))
-	cerr := f.Close()
-	os.Remove(name)
-	return errors.Join(werr, cerr)
 }
 
 // securityHeaders adds headers every response should carry.

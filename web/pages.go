@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/httpapi"
 	"github.com/jumpgate/jumpgate/recorder"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -133,10 +133,9 @@ func (c *Console) handleSession(w http.ResponseWriter, r *http.Request, u *user)
 	} else if d.Session.Live {
 		d.Session.Duration = c.now().Sub(s.Start)
 	}
-	if p, ok := c.cfg.API.RecordingPath(s); ok {
-		if _, err := os.Stat(p); err == nil {
-			d.HasRecording = true
-		}
+	if rd, err := c.cfg.API.OpenRecording(r.Context(), s); err == nil {
+		rd.Close()
+		d.HasRecording = true
 	}
 	if t := r.URL.Query().Get("t"); t != "" {
 		if f, err := strconv.ParseFloat(t, 64); err == nil && f >= 0 && f < 1e9 {
@@ -180,22 +179,22 @@ func (c *Console) handleRecording(w http.ResponseWriter, r *http.Request, u *use
 		http.Error(w, "no such session", status)
 		return
 	}
-	p, ok := c.cfg.API.RecordingPath(s)
-	if ok {
-		_, err := os.Stat(p)
-		ok = err == nil
-	}
-	if !ok {
+	rd, err := c.cfg.API.OpenRecording(r.Context(), s)
+	if err != nil {
+		if !errors.Is(err, recordings.ErrNotFound) {
+			c.log.Error("open recording", "session", s.ID, "err", err)
+		}
 		http.Error(w, "this session has no recording", http.StatusNotFound)
 		return
 	}
+	defer rd.Close()
 	h := w.Header()
 	h.Set("Content-Type", "application/x-asciicast")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", recordingCSP)
 	h.Set("Content-Disposition", `attachment; filename="`+unsafeFileChars.ReplaceAllString(s.ID, "_")+`.cast"`)
 	h.Set("Cache-Control", "no-store")
-	if err := recorder.Export(w, p); err != nil {
+	if err := recorder.ExportReader(w, rd); err != nil {
 		// Headers are gone; the player gets the valid prefix.
 		c.log.Error("export recording", "session", s.ID, "err", err)
 	}

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/recorder"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -70,15 +69,15 @@ func (h *handler) startExec(r *http.Request, ri RequestInfo) (*execSession, erro
 	switch {
 	case !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && !isSPDY(r.Header.Get("Upgrade")):
 		err = fmt.Errorf("%w: %q", ErrNotRecordable, r.Header.Get("Upgrade"))
-	case cfg.RecordingsDir == "":
+	case cfg.RecordingsDir == "" && cfg.Recordings == nil:
 		err = fmt.Errorf("%w: no recordings directory", ErrNotRecordable)
 	default:
-		file := filepath.Join(now.UTC().Format("2006-01-02"), es.id+".cast")
+		file := now.UTC().Format("2006-01-02") + "/" + es.id + ".cast"
 		env := map[string]string{}
 		if q.Get("tty") == "true" || q.Get("tty") == "1" {
 			env["TERM"] = "xterm"
 		}
-		es.rec, err = recorder.Create(filepath.Join(cfg.RecordingsDir, file), recorder.Header{
+		es.rec, err = h.f.recordings().Create(r.Context(), file, recorder.Header{
 			Width: 80, Height: 24, Timestamp: now.Unix(), Command: es.cmd, Env: env,
 			Title: fmt.Sprintf("kubectl exec %s on %s (%s)", es.what, h.t.Name, h.s.User),
 		}, recorder.Options{Clock: cfg.Clock})
@@ -101,9 +100,7 @@ func (es *execSession) abandon() {
 		return
 	}
 	_, _ = es.rec.Close()
-	path := filepath.Join(es.h.f.cfg.RecordingsDir, es.file)
-	_ = os.Remove(path)
-	_ = os.Remove(path + recorder.IndexSuffix)
+	_ = es.h.f.recordings().Remove(context.Background(), es.file)
 	es.rec, es.file = nil, ""
 }
 
@@ -248,7 +245,7 @@ func (es *execSession) record(err error) {
 func (es *execSession) index(end time.Time, sum, sig string) storage.Session {
 	h := es.h
 	st := storage.Session{ID: es.id, User: h.s.User, Target: h.t.Name, Kind: SessionKindExec, Command: es.cmd,
-		Start: es.started.UTC(), Status: storage.SessionRunning, Recording: es.file, Source: h.s.Source, SHA256: sum, Signature: sig}
+		Start: es.started.UTC(), Status: storage.SessionRunning, Recording: es.file, Source: h.s.Source, SHA256: sum, Signature: sig, Replica: h.f.cfg.Replica}
 	if !end.IsZero() {
 		st.End, st.Status, st.Bytes = end.UTC(), storage.SessionEnded, es.in+es.out
 	}
@@ -292,4 +289,12 @@ func (es *execSession) finish(ctx context.Context) {
 		}
 	}
 	h.emitAs(ctx, audit.SessionEnd, es.id, d)
+}
+
+// recordings returns where exec recordings go.
+func (f *Forwarder) recordings() recordings.Store {
+	if f.cfg.Recordings != nil {
+		return f.cfg.Recordings
+	}
+	return recordings.Dir{Path: f.cfg.RecordingsDir}
 }

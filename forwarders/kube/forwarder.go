@@ -20,6 +20,7 @@ import (
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
 	"github.com/jumpgate/jumpgate/policy"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -60,6 +61,11 @@ type Config struct {
 	// RecordingsDir receives the recordings of pod execs, as
 	// YYYY-MM-DD/<session-id>.cast; empty records nothing.
 	RecordingsDir string
+	// Recordings stores exec recordings; nil means files under
+	// RecordingsDir.
+	Recordings recordings.Store
+	// Replica names this server in the session index.
+	Replica string
 	// Sessions, when set, indexes each exec session (at start and end).
 	Sessions interface {
 		PutSession(ctx context.Context, s storage.Session) error

@@ -1,13 +1,16 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/storage/boltstore"
 	"github.com/jumpgate/jumpgate/storage/pgstore"
@@ -71,5 +74,57 @@ func TestBoltToPostgres(t *testing.T) {
 	}
 	if _, err := Copy(ctx, src, dst); err == nil {
 		t.Fatal("a second migration into a non-empty target was accepted")
+	}
+}
+
+// TestCopyRecordings: recording files of a bbolt installation land in
+// PostgreSQL's chunks byte for byte (a file bigger than one chunk too), and
+// a session without its file is counted missing.
+func TestCopyRecordings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	ctx := context.Background()
+	src, err := boltstore.Open(filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dir := recordings.Dir{Path: t.TempDir()}
+	big := bytes.Repeat([]byte(`[0.5, "o", "x"]`+"\n"), recordings.ImportChunkSize/8)
+	files := map[string][]byte{"2026-01-01/a.cast": []byte(`{"version": 2, "width": 80, "height": 24}` + "\n"), "2026-01-01/b.cast": big}
+	for name, b := range files {
+		p := filepath.Join(dir.Path, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, name := range []string{"2026-01-01/a.cast", "2026-01-01/b.cast", "2026-01-01/gone.cast"} {
+		if err := src.PutSession(ctx, storage.Session{ID: fmt.Sprint("s", i), Recording: name, Start: time.Now().UTC(), Status: storage.SessionEnded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pg := pgtest.Start(t, pgtest.Options{})
+	if _, err := pg.SuperSQL("postgres", "CREATE DATABASE jgr OWNER "+pgtest.ScramUser); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := pgstore.Open(ctx, fmt.Sprintf("postgres://%s:%s@%s/jgr?sslmode=disable", pgtest.ScramUser, pgtest.ScramPassword, pg.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	n, missing, err := CopyRecordings(ctx, src, dir, dst)
+	if err != nil || n != 2 || missing != 1 {
+		t.Fatalf("CopyRecordings = %d, %d missing, %v", n, missing, err)
+	}
+	for name, want := range files {
+		sum, size, err := recordings.Chunked{Chunks: dst}.Hash(ctx, name)
+		wantSum, wantSize, _ := dir.Hash(ctx, name)
+		if err != nil || sum != wantSum || size != wantSize {
+			t.Fatalf("%s in PostgreSQL: %s %d %v, file %s %d (%d bytes)", name, sum, size, err, wantSum, wantSize, len(want))
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jumpgate/jumpgate/recordings"
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -81,4 +82,50 @@ func (s *Store) Chunks(ctx context.Context, session string, fromSeq int) ([]Chun
 		return nil, fmt.Errorf("pgstore: recording %s: %w", session, err)
 	}
 	return out, nil
+}
+
+var _ recordings.ChunkStore = (*Store)(nil)
+
+// ChunkSizes returns the size of every chunk of a recording, in order,
+// without reading the data (octet_length reads a TOAST pointer's size).
+func (s *Store) ChunkSizes(ctx context.Context, name string) ([]recordings.ChunkSize, error) {
+	rows, _ := s.pool.Query(ctx, "SELECT seq, octet_length(data) FROM recording_chunks WHERE session = $1 ORDER BY seq", name)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (recordings.ChunkSize, error) {
+		var seq int32
+		var size int64
+		err := row.Scan(&seq, &size)
+		return recordings.ChunkSize{Seq: int(seq), Size: size}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: recording %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// ReadChunks returns the chunks with from <= seq < to, in order.
+func (s *Store) ReadChunks(ctx context.Context, name string, from, to int) ([]recordings.Chunk, error) {
+	from, to = max(from, 0), min(to, maxChunkSeq+1)
+	if from >= to {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, "SELECT seq, data FROM recording_chunks WHERE session = $1 AND seq >= $2 AND seq < $3 ORDER BY seq", name, from, to)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (recordings.Chunk, error) {
+		var c recordings.Chunk
+		var seq int32
+		err := row.Scan(&seq, &c.Data)
+		c.Seq = int(seq)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: recording %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// DeleteChunks removes every chunk of a recording.
+func (s *Store) DeleteChunks(ctx context.Context, name string) error {
+	if _, err := s.pool.Exec(ctx, "DELETE FROM recording_chunks WHERE session = $1", name); err != nil {
+		return fmt.Errorf("pgstore: recording %s: delete: %w", name, err)
+	}
+	return nil
 }

@@ -42,6 +42,30 @@ type Server struct {
 // StartServer writes a config and policy and starts `jumpgate server`.
 func StartServer(t testing.TB, o ServerOptions) *Server {
 	t.Helper()
+	s := prepareServer(t, o)
+	s.start(t)
+	return s
+}
+
+// StartServers starts one server per options all at once (replicas racing
+// to migrate one database) and waits until every one is ready.
+func StartServers(t testing.TB, opts ...ServerOptions) []*Server {
+	t.Helper()
+	out := make([]*Server, len(opts))
+	for i, o := range opts {
+		out[i] = prepareServer(t, o)
+	}
+	for _, s := range out {
+		s.launch(t)
+	}
+	for _, s := range out {
+		s.waitReady(t)
+	}
+	return out
+}
+
+func prepareServer(t testing.TB, o ServerOptions) *Server {
+	t.Helper()
 	dir := t.TempDir()
 	if o.DataDir == "" {
 		o.DataDir = filepath.Join(dir, "data")
@@ -91,11 +115,16 @@ func StartServer(t testing.TB, o ServerOptions) *Server {
 	if err := os.WriteFile(s.ConfigFile, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.start(t)
 	return s
 }
 
 func (s *Server) start(t testing.TB) {
+	t.Helper()
+	s.launch(t)
+	s.waitReady(t)
+}
+
+func (s *Server) launch(t testing.TB) {
 	t.Helper()
 	s.Proc = Start(t, nil, Binary(t), "server", "--config", s.ConfigFile, "--log-level", "debug")
 	proc := s.Proc
@@ -106,6 +135,10 @@ func (s *Server) start(t testing.TB) {
 	})
 	s.URL = "https://" + s.httpsAddr
 	s.CAFile = filepath.Join(s.DataDir, "tls", "cert.pem")
+}
+
+func (s *Server) waitReady(t testing.TB) {
+	t.Helper()
 	WaitFor(t, 60*time.Second, "jumpgate server to be ready", func() bool {
 		select {
 		case <-s.Proc.Done():

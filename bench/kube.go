@@ -139,6 +139,10 @@ func runKube(ctx context.Context, e *Env) ([]Row, error) {
 			out      *[]float64
 			n        *int
 		}{{refc, refURL, c.Token, &refS, &refBytes}, {jgc, jgURL, jgToken, &jgS, &jgBytes}} {
+			var stopProf func()
+			if fl.ProfileDir != "" && round == fl.KubeRounds-1 && step.c == jgc {
+				stopProf = e.perfPID("kube-get", fs.PID())
+			}
 			for i := 0; i < fl.KubeGets; i++ {
 				d, n, err := kubeGet(ctx, step.c, step.url, step.tok)
 				if err != nil {
@@ -146,6 +150,9 @@ func runKube(ctx context.Context, e *Env) ([]Row, error) {
 				}
 				*step.out = append(*step.out, ms(d))
 				*step.n = n
+			}
+			if stopProf != nil {
+				stopProf()
 			}
 		}
 		e.Log.Info("kube GET", "round", round+1, "jumpgate_p50_ms", num(quantile(jgS, .5)), "ref_p50_ms", num(quantile(refS, .5)))

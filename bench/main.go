@@ -106,7 +106,7 @@ func parseFlags() *Flags {
 	flag.IntVar(&f.Kubectls, "kubectls", 20, "kubectl get pods runs per side (benchmark 8)")
 	flag.StringVar(&f.Out, "out", "bench/RESULTS.md", "file whose table section is replaced (empty: none)")
 	flag.StringVar(&f.Only, "only", "", "comma-separated benchmark IDs (or pg, kube) to run (default all); with -out, their rows are merged into the table there")
-	flag.StringVar(&f.ProfileDir, "profile", "", "directory for CPU profiles (perf of the server during 1, 2, 6; pprof of 5)")
+	flag.StringVar(&f.ProfileDir, "profile", "", "directory for CPU profiles (perf of the server during 1, 2, 6, 7, 8; pprof of 5)")
 	flag.BoolVar(&f.Verbose, "v", false, "debug logging")
 	flag.BoolVar(&f.Hold, "hold", false, "set up, print how to reach the routes, and wait for Ctrl-C (for profiling by hand)")
 	flag.Parse()

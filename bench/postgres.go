@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -129,7 +130,14 @@ func runPostgres(ctx context.Context, e *Env) ([]Row, error) {
 			{"-S OpenSSH -L", ref, sArgs, &r7.Ref}, {"-S jumpgate", jg, sArgs, &r7.JG},
 			{"masked script OpenSSH -L", ref, mArgs, &r7b.Ref}, {"masked script jumpgate", jgm, mArgs, &r7b.JG},
 		} {
+			var stopProf func()
+			if fl.ProfileDir != "" && i == fl.PgRounds-1 && (step.t == jg || step.t == jgm) {
+				stopProf = e.perfPID("pgbench"+strings.ReplaceAll(step.name, " ", "-"), fs.PID())
+			}
 			tps, err := pgb(step.t, fl.PgTime, step.args...)
+			if stopProf != nil {
+				stopProf()
+			}
 			if err != nil {
 				return rows(), err
 			}

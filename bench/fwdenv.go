@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jumpgate/jumpgate/test/harness"
@@ -104,4 +105,33 @@ func peakRSSMB(pid int) (float64, error) {
 		return 0, fmt.Errorf("bench: peak RSS: %w", err)
 	}
 	return float64(kb) * 1024 / 1e6, nil
+}
+
+// sampleAnonPeak polls RssAnon of pid every 5 ms until the returned func
+// is called, which returns the peak in MB (10⁶ B).
+func sampleAnonPeak(pid int) func() float64 {
+	stop := make(chan struct{})
+	var peakKB int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if kb, err := memKB(pid, "status", "RssAnon"); err == nil && kb > peakKB {
+				peakKB = kb
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(stop)
+		wg.Wait()
+		return float64(peakKB) * 1024 / 1e6
+	}
 }

@@ -122,6 +122,7 @@ func runKube(ctx context.Context, e *Env) ([]Row, error) {
 	jgURL, refURL := "https://"+jg.Addr+kubeGetPath, "https://"+ref.Addr+kubeGetPath
 	var jgS, refS []float64
 	var jgBytes, refBytes int
+	var jgCPU, refCPU float64 // CPU seconds of the relaying side during the loops
 	for _, w := range []struct {
 		c        *http.Client
 		url, tok string
@@ -138,7 +139,10 @@ func runKube(ctx context.Context, e *Env) ([]Row, error) {
 			url, tok string
 			out      *[]float64
 			n        *int
-		}{{refc, refURL, c.Token, &refS, &refBytes}, {jgc, jgURL, jgToken, &jgS, &jgBytes}} {
+			pid      int
+			cpu      *float64
+		}{{refc, refURL, c.Token, &refS, &refBytes, e.RefJump.PID, &refCPU}, {jgc, jgURL, jgToken, &jgS, &jgBytes, fs.PID(), &jgCPU}} {
+			cpu0 := treeCPU(step.pid)
 			var stopProf func()
 			if fl.ProfileDir != "" && round == fl.KubeRounds-1 && step.c == jgc {
 				stopProf = e.perfPID("kube-get", fs.PID())
@@ -151,6 +155,7 @@ func runKube(ctx context.Context, e *Env) ([]Row, error) {
 				*step.out = append(*step.out, ms(d))
 				*step.n = n
 			}
+			*step.cpu += treeCPU(step.pid) - cpu0
 			if stopProf != nil {
 				stopProf()
 			}
@@ -168,7 +173,8 @@ func runKube(ctx context.Context, e *Env) ([]Row, error) {
 		"`jumpgate server` process impersonating the user and auditing kube.request to bbolt; reference: `ssh -L` through the OpenSSH jump sshd to the "+
 		"kube-apiserver (%s, etcd in process) with the admin token",
 		fl.KubeRounds, fl.KubeGets, kubePods, jgBytes, kubeTarget, kubetest.Version)
-	r8.Method = fmt.Sprintf("overhead %+.2f ms at p50; %s", median(r8.JG)-median(r8.Ref), getMethod)
+	r8.Method = fmt.Sprintf("overhead %+.2f ms at p50; relay CPU per request: jumpgate server %s µs, OpenSSH jump sshd %s µs; %s",
+		median(r8.JG)-median(r8.Ref), num(jgCPU/float64(len(jgS))*1e6), num(refCPU/float64(len(refS))*1e6), getMethod)
 	r8c.Method = fmt.Sprintf("overhead %+.2f ms at p99; same samples as row 8; informational", median(r8c.JG)-median(r8c.Ref))
 
 	// 8b: kubectl get pods, wall time, discovery cache warm on both sides.

@@ -19,7 +19,7 @@ import (
 )
 
 func init() {
-	register(Benchmark{ID: "7", Rows: []string{"7b", "7c", "7d"}, Title: "PostgreSQL through the forwarder", Run: runPostgres})
+	register(Benchmark{ID: "7", Rows: []string{"7b", "7c", "7d", "7e"}, Title: "PostgreSQL through the forwarder", Run: runPostgres})
 }
 
 // Targets of the PostgreSQL benchmark: the same database twice, once
@@ -62,7 +62,8 @@ func runPostgres(ctx context.Context, e *Env) ([]Row, error) {
 		Goal: Goal{RatioAtLeast, 0.75}}
 	r7c := Row{ID: "7c", Title: "SELECT of 1,000,000 rows (3 masked columns) through the forwarder", Unit: "s", RefName: "(OpenSSH -L, unmasked)"}
 	r7d := Row{ID: "7d", Title: "bastion peak RSS during the 1,000,000-row SELECT", Unit: "MB", Goal: Goal{AbsAtMost, 100}}
-	rows := func() []Row { return []Row{r7, r7b, r7c, r7d} }
+	r7e := Row{ID: "7e", Title: "bastion peak anonymous RSS (heap, stacks) during the 1,000,000-row SELECT", Unit: "MB"}
+	rows := func() []Row { return []Row{r7, r7b, r7c, r7d, r7e} }
 
 	e.Log.Info("starting PostgreSQL and loading pgbench tables", "scale", fl.PgScale)
 	pg := pgtest.Start(e.TB, pgtest.Options{})
@@ -106,10 +107,25 @@ func runPostgres(ctx context.Context, e *Env) ([]Row, error) {
 	}
 	defer ref.Close()
 
+	// CPU seconds the relaying side (the jumpgate server, or the OpenSSH
+	// jump sshd and its per-connection processes) spent per transaction.
+	cpuPerTx := map[string][]float64{} // by tunnel port and script
+	relayPID := func(t *tunnel) int {
+		if t == ref {
+			return e.RefJump.PID
+		}
+		return fs.PID()
+	}
 	pgb := func(t *tunnel, d time.Duration, args ...string) (float64, error) {
 		a := append([]string{"-n", "-c", strconv.Itoa(fl.PgClients), "-j", "2", "-T", strconv.Itoa(int(d.Seconds())),
 			"-h", "127.0.0.1", "-p", t.Port(), "-U", pgtest.ScramUser}, args...)
-		return pgbenchTPS(ctx, pgEnv, append(a, pgtest.Database)...)
+		cpu0 := treeCPU(relayPID(t))
+		tps, err := pgbenchTPS(ctx, pgEnv, append(a, pgtest.Database)...)
+		if err == nil && tps > 0 {
+			key := t.Port() + " " + args[0]
+			cpuPerTx[key] = append(cpuPerTx[key], (treeCPU(relayPID(t))-cpu0)/(tps*d.Seconds())*1e6)
+		}
+		return tps, err
 	}
 	sArgs, mArgs := []string{"-S"}, []string{"-f", script}
 	for _, w := range []struct {
@@ -148,14 +164,21 @@ func runPostgres(ctx context.Context, e *Env) ([]Row, error) {
 	pgbMethod := fmt.Sprintf("pgbench -n -c %d -j 2 -T %s on 127.0.0.1:PORT of `ssh -L PORT:%%s:5432 bastion -N` (real OpenSSH client, "+
 		"`jumpgate server` process, sql.query audited to bbolt) vs `ssh -L` through the OpenSSH jump sshd to the same PostgreSQL 15; "+
 		"%d interleaved rounds after a 2 s warm-up; scale %d", fl.PgClients, fl.PgTime, fl.PgRounds, fl.PgScale)
-	r7.Method = fmt.Sprintf(pgbMethod, pgTarget) + "; built-in select-only script (one `SELECT abalance … WHERE aid = :aid` per transaction)"
+	cpu := func(t *tunnel, script string) string { return num(median(cpuPerTx[t.Port()+" "+script])) }
+	r7.Method = fmt.Sprintf(pgbMethod, pgTarget) + "; built-in select-only script (one `SELECT abalance … WHERE aid = :aid` per transaction); " +
+		fmt.Sprintf("relay CPU per transaction (median over the runs, warm-ups included): jumpgate server %s µs, OpenSSH jump sshd %s µs", cpu(jg, "-S"), cpu(ref, "-S"))
 	r7b.Method = fmt.Sprintf(pgbMethod, pgMaskedTarget) + "; `-f` script `SELECT aid, abalance, ssn, email, card_number … WHERE aid = :aid`, " +
-		"the role masks `*.ssn`, `*.email`, `*.card_number`"
+		"the role masks `*.ssn`, `*.email`, `*.card_number`; " +
+		fmt.Sprintf("relay CPU per transaction: jumpgate server %s µs, OpenSSH jump sshd %s µs", cpu(jgm, "-f"), cpu(ref, "-f"))
 
 	// 7c/7d: one big result, streamed; the peak RSS of the server process
 	// (VmHWM, reset before each query) bounds what the forwarder buffers.
 	pid := fs.PID()
 	baseKB, _ := memKB(pid, "status", "VmRSS")
+	baseAnonKB, _ := memKB(pid, "status", "RssAnon")
+	baseFileKB, _ := memKB(pid, "status", "RssFile")
+	e.Log.Info("server memory before the 1M-row selects", "VmRSS_kB", baseKB, "RssAnon_kB", baseAnonKB, "RssFile_kB", baseFileKB)
+	var anonPeaks []float64
 	resetOK := true
 	for i := 0; i < fl.PgRounds; i++ {
 		d, n, err := selectAll(ctx, ref.Addr, pgBigSelect)
@@ -167,7 +190,9 @@ func runPostgres(ctx context.Context, e *Env) ([]Row, error) {
 			e.Log.Warn("cannot reset VmHWM; the peak covers the whole run", "err", err)
 			resetOK = false
 		}
+		stopSampling := sampleAnonPeak(pid)
 		d, n2, err := selectAll(ctx, jgm.Addr, pgBigSelect)
+		anonPeaks = append(anonPeaks, stopSampling())
 		if err != nil {
 			return rows(), fmt.Errorf("bench: 1M-row select via jumpgate: %w", err)
 		}
@@ -189,7 +214,12 @@ func runPostgres(ctx context.Context, e *Env) ([]Row, error) {
 	if !resetOK {
 		hwm = "VmHWM of the `jumpgate server` process since it started (reset not permitted)"
 	}
-	r7d.Method = fmt.Sprintf("%s; its RSS before the queries was %s MB (after the pgbench rounds)", hwm, num(float64(baseKB)*1024/1e6))
+	mb := func(kb int64) string { return num(float64(kb) * 1024 / 1e6) }
+	r7d.Method = fmt.Sprintf("%s; before the queries (after the pgbench rounds) RSS was %s MB, of which %s MB anonymous (heap, stacks) and %s MB file pages "+
+		"(the read-only mmap of the bbolt file holding the audit log, which grows with every audited statement)",
+		hwm, mb(baseKB), mb(baseAnonKB), mb(baseFileKB))
+	r7e.JG = anonPeaks
+	r7e.Method = "RssAnon of the `jumpgate server` process sampled every 5 ms during each query (what the forwarder itself holds, without file pages); informational"
 	return rows(), nil
 }
 

@@ -4,7 +4,11 @@
 // kube-apiserver does, applies the kubernetes block/review/mask policy,
 // masks protected fields in responses, audits each request, and forwards
 // it to the API server with the target's credentials while impersonating
-// the SSH user and their groups. Upgrades (exec, attach, port-forward) are
+// the SSH user and their groups. A request's kube.request event is
+// committed by its connection's audit writers after the response goes out
+// (refusals are audited before they are answered); every event is
+// committed before the channel is released, and a failed write closes the
+// connection (later requests on it get 503). Upgrades (exec, attach, port-forward) are
 // relayed with half-close after the 101; pod execs over WebSocket
 // (channel.k8s.io protocols) are recorded as signed asciicast sessions,
 // SPDY execs are relayed but not recorded. It also renders the kubeconfig

@@ -86,6 +86,11 @@ func (q *auditQueue) enqueue(e audit.Event) {
 	q.mu.RUnlock()
 }
 
+// writeNow commits e before it returns (upgraded requests: their event
+// follows the exec session's own events in the log), with the same
+// failure handling as the writers.
+func (q *auditQueue) writeNow(e audit.Event) { q.write(e) }
+
 // write commits one event; once the connection has failed it only logs
 // what is lost.
 func (q *auditQueue) write(e audit.Event) {

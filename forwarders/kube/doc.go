@@ -6,7 +6,8 @@
 // it to the API server with the target's credentials while impersonating
 // the SSH user and their groups. A request's kube.request event is
 // committed by its connection's audit writers after the response goes out
-// (refusals are audited before they are answered); every event is
+// (refusals are audited before they are answered, upgrades as they end,
+// after the exec session's own events); every event is
 // committed before the channel is released, and a failed write closes the
 // connection (later requests on it get 503). Upgrades (exec, attach, port-forward) are
 // relayed with half-close after the 101; pod execs over WebSocket

@@ -189,7 +189,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if dec.Held() {
 		d["approved"] = true
 	}
-	h.emitAsync(audit.KubeRequest, d)
+	if isUpgrade(r) {
+		// An exec, attach or port-forward has ended: nobody waits for
+		// a response, and its event stays after the session's own.
+		h.audit.writeNow(h.event(audit.KubeRequest, d))
+		return
+	}
+	h.audit.enqueue(h.event(audit.KubeRequest, d))
 }
 
 // hold waits for approval of a request under kubernetes.review.
@@ -349,10 +355,10 @@ func (h *handler) emit(ctx context.Context, typ string, d map[string]any) {
 	h.emitAs(ctx, typ, h.s.ID, d)
 }
 
-// emitAsync queues an event of this connection's session for its audit
-// writers (the request's response does not wait for the commit).
-func (h *handler) emitAsync(typ string, d map[string]any) {
-	h.audit.enqueue(audit.Event{Time: h.f.cfg.Clock().UTC(), Type: typ, User: h.s.User, Target: h.t.Name, Session: h.s.ID, Source: h.s.Source, Details: d})
+// event is an event of this connection's session, stamped now (the
+// audit writers may commit it later).
+func (h *handler) event(typ string, d map[string]any) audit.Event {
+	return audit.Event{Time: h.f.cfg.Clock().UTC(), Type: typ, User: h.s.User, Target: h.t.Name, Session: h.s.ID, Source: h.s.Source, Details: d}
 }
 
 // emitAs emits an event of session id (an exec's own session).

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jumpgate/jumpgate/atomicfile"
 	"github.com/spf13/cobra"
 )
 
@@ -43,11 +44,7 @@ func writeOut(cmd *cobra.Command, file string, b []byte, mode os.FileMode) error
 		_, err := cmd.OutOrStdout().Write(b)
 		return err
 	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, file)
+	return atomicfile.Write(file, b, mode)
 }
 
 func newSignHostCmd(g *globals) *cobra.Command {

@@ -1,18 +1,22 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moby/spdystream/spdy"
 
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/recorder"
@@ -22,8 +26,8 @@ import (
 // SessionKindExec is the session kind of a recorded pod exec.
 const SessionKindExec = "kube-exec"
 
-// ErrNotRecordable is why an exec cannot be recorded: it does not speak
-// a WebSocket channel.k8s.io protocol (SPDY is relayed, not recorded).
+// ErrNotRecordable is why an exec cannot be recorded: it speaks neither a
+// WebSocket channel.k8s.io protocol nor SPDY/3.1.
 var ErrNotRecordable = errors.New("kube: exec stream cannot be recorded")
 
 // execSession is one pod exec: its recording and its session events.
@@ -41,6 +45,7 @@ type execSession struct {
 	recErr    error
 	demuxUp   *wsDemux // client → API server
 	demuxDown *wsDemux // API server → client
+	spdy      *spdyStreams
 }
 
 func newSessionID() string {
@@ -63,8 +68,8 @@ func (h *handler) startExec(r *http.Request, ri RequestInfo) (*execSession, erro
 	}
 	var err error
 	switch {
-	case !strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
-		err = fmt.Errorf("%w: %s is relayed but not recorded", ErrNotRecordable, r.Header.Get("Upgrade"))
+	case !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && !isSPDY(r.Header.Get("Upgrade")):
+		err = fmt.Errorf("%w: %q", ErrNotRecordable, r.Header.Get("Upgrade"))
 	case cfg.RecordingsDir == "":
 		err = fmt.Errorf("%w: no recordings directory", ErrNotRecordable)
 	default:
@@ -102,12 +107,31 @@ func (es *execSession) abandon() {
 	es.rec, es.file = nil, ""
 }
 
+func isSPDY(upgrade string) bool { return strings.EqualFold(upgrade, "SPDY/3.1") }
+
 // tap is called on the API server's 101: it picks the protocol it
-// switched to, announces the session and returns the byte observers.
-func (es *execSession) tap(resp *http.Response) (up, down func([]byte)) {
+// switched to, announces the session and returns the readers that record
+// it. WebSocket bytes are observed as they pass (the recording stops if
+// the framing cannot be followed); SPDY frames are passed on only once
+// parsed and recorded, and an exec whose frames cannot be followed is
+// closed (spdyGate).
+func (es *execSession) tap(resp *http.Response, sw *switched) (up, down func(io.Reader) io.Reader) {
 	proto := resp.Header.Get("Sec-WebSocket-Protocol")
+	spdyExec := isSPDY(resp.Header.Get("Upgrade"))
+	if spdyExec {
+		proto = resp.Header.Get("X-Stream-Protocol-Version")
+	}
 	if es.rec != nil {
 		switch {
+		case spdyExec:
+			es.spdy = newSPDYStreams()
+			gate := func(d *spdyDemux, n *int64) func(io.Reader) io.Reader {
+				return func(r io.Reader) io.Reader {
+					return &spdyGate{r: r, d: d, mu: &es.mu, count: n, abort: func(err error) { es.abortSPDY(sw, err) }}
+				}
+			}
+			up = gate(newSPDYDemux(es.spdy, es.fromClientSPDY), &es.in)
+			down = gate(newSPDYDemux(es.spdy, es.fromServerSPDY), &es.out)
 		case !strings.HasSuffix(proto, "channel.k8s.io") || resp.Header.Get("Sec-WebSocket-Extensions") != "":
 			es.recErr = fmt.Errorf("%w: protocol %q", ErrNotRecordable, proto)
 		default:
@@ -125,7 +149,34 @@ func (es *execSession) tap(resp *http.Response) (up, down func([]byte)) {
 			h.log.Error("session index", "err", err)
 		}
 	}
-	return func(p []byte) { es.feed(es.demuxUp, p, &es.in) }, func(p []byte) { es.feed(es.demuxDown, p, &es.out) }
+	if up == nil {
+		up = observe(func(p []byte) { es.feed(es.demuxUp, p, &es.in) })
+		down = observe(func(p []byte) { es.feed(es.demuxDown, p, &es.out) })
+	}
+	return up, down
+}
+
+// abortSPDY closes a SPDY exec whose frames cannot be followed or
+// recorded: the client is told on its error stream (when it has opened
+// one) and the relay ends. The cause is logged and lands in session.end.
+func (es *execSession) abortSPDY(sw *switched, cause error) {
+	es.mu.Lock()
+	if es.recErr == nil {
+		es.recErr = cause
+	}
+	var errStream spdy.StreamId
+	if es.spdy != nil {
+		errStream = es.spdy.errStream
+	}
+	es.mu.Unlock()
+	es.h.log.Error("exec closed: its SPDY stream cannot be recorded", "session", es.id, "err", cause)
+	if errStream != 0 {
+		if frame, err := spdyErrorFrame(errStream, "jumpgate: this exec stream could not be recorded, so the bastion closed it"); err == nil {
+			_ = sw.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, _ = sw.client.Write(frame)
+		}
+	}
+	sw.abort(cause)
 }
 
 func (es *execSession) feed(d *wsDemux, p []byte, n *int64) {
@@ -151,6 +202,33 @@ func (es *execSession) fromClient(ch byte, data []byte) {
 		if json.Unmarshal(data, &sz) == nil && sz.Width > 0 && sz.Height > 0 {
 			es.record(es.rec.Resize(sz.Width, sz.Height))
 		}
+	}
+}
+
+// fromClientSPDY and fromServerSPDY run under es.mu (from spdyGate).
+// Each direction records only the streams that flow its way.
+func (es *execSession) fromClientSPDY(typ string, data []byte) {
+	switch typ {
+	case spdyStdin:
+		es.record(es.rec.Input(data))
+	case spdyResize:
+		// kubectl writes one JSON object per frame.
+		dec := json.NewDecoder(bytes.NewReader(data))
+		for {
+			var sz struct{ Width, Height int }
+			if dec.Decode(&sz) != nil {
+				break
+			}
+			if sz.Width > 0 && sz.Height > 0 {
+				es.record(es.rec.Resize(sz.Width, sz.Height))
+			}
+		}
+	}
+}
+
+func (es *execSession) fromServerSPDY(typ string, data []byte) {
+	if typ == spdyStdout || typ == spdyStderr {
+		es.record(es.rec.Output(data))
 	}
 }
 

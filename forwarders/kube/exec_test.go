@@ -203,8 +203,10 @@ func TestExecFailClosed(t *testing.T) {
 	}{
 		{"unwritable dir", notADir, "websocket", true, http.StatusServiceUnavailable},
 		{"no dir", "", "websocket", true, http.StatusServiceUnavailable},
-		{"SPDY", t.TempDir(), "SPDY/3.1", true, http.StatusServiceUnavailable},
-		{"SPDY fail open", t.TempDir(), "SPDY/3.1", false, http.StatusSwitchingProtocols},
+		{"SPDY no dir", "", "SPDY/3.1", true, http.StatusServiceUnavailable},
+		{"SPDY recorded", t.TempDir(), "SPDY/3.1", true, http.StatusSwitchingProtocols},
+		{"unknown protocol", t.TempDir(), "h2c", true, http.StatusServiceUnavailable},
+		{"SPDY fail open", "", "SPDY/3.1", false, http.StatusSwitchingProtocols},
 		{"unwritable dir fail open", notADir, "websocket", false, http.StatusSwitchingProtocols},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,7 +245,8 @@ func TestExecFailClosed(t *testing.T) {
 			io.ReadAll(br)
 			c.Close()
 			waitFor(t, "session.end", func() bool { return len(e.audit.ofType(audit.SessionEnd)) == 1 })
-			if s := e.audit.ofType(audit.SessionStart); len(s) != 1 || s[0].Details["recording"] != "" {
+			recorded := tc.name == "SPDY recorded"
+			if s := e.audit.ofType(audit.SessionStart); len(s) != 1 || (s[0].Details["recording"] != "") != recorded {
 				t.Fatalf("session.start %+v", s)
 			}
 		})

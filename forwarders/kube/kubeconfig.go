@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jumpgate/jumpgate/atomicfile"
 	"gopkg.in/yaml.v3"
 )
 
@@ -116,23 +117,7 @@ func WriteKubeconfig(path, target string, port int, caPEM []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("kube: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".kubeconfig-*")
-	if err != nil {
-		return fmt.Errorf("kube: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("kube: write kubeconfig: %w", err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("kube: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("kube: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("kube: write kubeconfig: %w", err)
 	}
 	return nil

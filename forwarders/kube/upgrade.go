@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 
 	"github.com/jumpgate/jumpgate/relay"
 )
@@ -43,8 +44,8 @@ func removeHop(h http.Header) {
 // refusal on as an ordinary response, and after 101 Switching Protocols
 // copies both directions independently, passing each half-close on, until
 // both have ended or ctx is cancelled (relay.Pipe). tap, when not nil,
-// sees the bytes of the switched protocol without changing them.
-func (h *handler) serveUpgrade(w http.ResponseWriter, r *http.Request, tap func(resp *http.Response) (up, down func([]byte))) {
+// wraps the reading side of each direction of the switched protocol.
+func (h *handler) serveUpgrade(w http.ResponseWriter, r *http.Request, tap upgradeTap) {
 	ctx := r.Context()
 	if r.ProtoMajor != 1 {
 		writeStatus(w, http.StatusBadRequest, "jumpgate: protocol upgrades need HTTP/1.1")
@@ -104,9 +105,13 @@ func (h *handler) serveUpgrade(w http.ResponseWriter, r *http.Request, tap func(
 		h.log.Warn("cannot take over the client connection", "err", err)
 		return
 	}
-	var upTap, downTap func([]byte)
+	// The relay's own context: a tap's abort ends it, closing both sides.
+	rctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	clientSide := &upgradedConn{Conn: client}
+	var upTap, downTap func(io.Reader) io.Reader
 	if tap != nil {
-		upTap, downTap = tap(resp)
+		upTap, downTap = tap(resp, &switched{abort: abort, client: clientSide})
 	}
 	removeHop(resp.Header)
 	resp.Header.Set("Connection", "Upgrade")
@@ -124,10 +129,19 @@ func (h *handler) serveUpgrade(w http.ResponseWriter, r *http.Request, tap func(
 	// The client's are taken out of the server's reader, never read
 	// through it: its EOF would cancel the request's context.
 	ahead, _ := cbuf.Reader.Peek(cbuf.Reader.Buffered())
-	a := &upgradedConn{Conn: client, r: io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), client), tap: upTap}
-	b := &upgradedConn{Conn: up, r: br, tap: downTap}
-	n, err := relay.Pipe(ctx, a, b)
-	if err != nil && ctx.Err() == nil {
+	a := clientSide
+	a.r = io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), client)
+	b := &upgradedConn{Conn: up, r: br}
+	if upTap != nil {
+		a.r = upTap(a.r)
+	}
+	if downTap != nil {
+		b.r = downTap(b.r)
+	}
+	n, err := relay.Pipe(rctx, a, b)
+	if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
+		h.log.Warn("upgrade relay aborted", "err", cause)
+	} else if err != nil && ctx.Err() == nil {
 		h.log.Debug("upgrade relay ended", "err", err)
 	}
 	h.log.Debug("upgrade relayed", "to_upstream", n.AtoB, "to_client", n.BtoA)
@@ -168,19 +182,52 @@ func (h *handler) dialUpstream(ctx context.Context) (net.Conn, error) {
 	return tc, nil
 }
 
+// upgradeTap is called on the upgrade's 101 with the relay about to
+// start; it returns wrappers (nil: none) for the reading side of each
+// direction, which may observe the bytes, hold them back or fail.
+type upgradeTap func(resp *http.Response, sw *switched) (up, down func(io.Reader) io.Reader)
+
+// switched is the relay of a switched protocol as a tap sees it.
+type switched struct {
+	// abort ends the relay, closing both connections; the cause is logged.
+	abort context.CancelCauseFunc
+	// client is the client's side; its Write is serialised with the
+	// relay's, so a tap may write whole messages of the protocol to it.
+	client *upgradedConn
+}
+
 // upgradedConn is one side of a switched protocol: reads drain what was
-// read ahead first; CloseWrite half-closes the connection underneath (a
-// *tls.Conn sends close_notify, a *net.TCPConn a FIN).
+// read ahead first; writes are serialised; CloseWrite half-closes the
+// connection underneath (a *tls.Conn sends close_notify, a *net.TCPConn a
+// FIN).
 type upgradedConn struct {
 	net.Conn
 	r   io.Reader
-	tap func([]byte)
+	wmu sync.Mutex
 }
 
-func (c *upgradedConn) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 && c.tap != nil {
-		c.tap(p[:n])
+func (c *upgradedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *upgradedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// observe returns a tap wrapper that shows fn every byte read.
+func observe(fn func([]byte)) func(io.Reader) io.Reader {
+	return func(r io.Reader) io.Reader { return &observer{r: r, fn: fn} }
+}
+
+type observer struct {
+	r  io.Reader
+	fn func([]byte)
+}
+
+func (o *observer) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	if n > 0 {
+		o.fn(p[:n])
 	}
 	return n, err
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -111,7 +112,8 @@ func (s *Server) start(t testing.TB) {
 			t.Fatalf("jumpgate server exited: %v\n%s", s.Proc.Err(), s.Proc.Out.String())
 		default:
 		}
-		if _, err := os.Stat(s.CAFile); err != nil {
+		// The server writes cert.pem in place: wait until it is whole.
+		if b, err := os.ReadFile(s.CAFile); err != nil || !x509.NewCertPool().AppendCertsFromPEM(b) {
 			return false
 		}
 		c, err := net.DialTimeout("tcp", s.SSHAddr, time.Second)

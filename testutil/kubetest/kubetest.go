@@ -37,6 +37,8 @@ type Cluster struct {
 	// Token is an admin bearer token (group system:masters, which may
 	// impersonate).
 	Token string
+
+	dir string // the API server's state directory
 }
 
 var buildMu sync.Mutex
@@ -50,14 +52,16 @@ func moduleDir() (string, error) {
 	return filepath.Join(filepath.Dir(file), "..", "..", "test", "kubeapi"), nil
 }
 
-// cacheKey hashes the module's go.mod, go.sum and Go sources.
-func cacheKey(dir string) (string, error) {
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+// cacheKey hashes the module's go.mod and go.sum and the Go sources of
+// the one command, so that changing one test binary does not rebuild the
+// other.
+func cacheKey(dir, command string) (string, error) {
+	files := []string{filepath.Join(dir, "go.mod"), filepath.Join(dir, "go.sum")}
+	err := filepath.WalkDir(filepath.Join(dir, "cmd", command), func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() && (strings.HasSuffix(p, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum") {
+		if !d.IsDir() && strings.HasSuffix(p, ".go") {
 			files = append(files, p)
 		}
 		return nil
@@ -84,13 +88,25 @@ func cacheKey(dir string) (string, error) {
 // it is not there. The first build takes minutes.
 func Binary(t testing.TB) string {
 	t.Helper()
+	return binary(t, "kube-apiserver")
+}
+
+// KubeletBinary returns the path of the built fakekubelet (the kubelet's
+// CRI streaming server with a local-process runtime), cached like Binary.
+func KubeletBinary(t testing.TB) string {
+	t.Helper()
+	return binary(t, "fakekubelet")
+}
+
+func binary(t testing.TB, command string) string {
+	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	dir, err := moduleDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := cacheKey(dir)
+	key, err := cacheKey(dir, command)
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}
@@ -102,7 +118,7 @@ func Binary(t testing.TB) string {
 		}
 		cache = filepath.Join(base, "jumpgate")
 	}
-	bin := filepath.Join(cache, "kube-apiserver-"+key)
+	bin := filepath.Join(cache, command+"-"+key)
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
@@ -113,14 +129,14 @@ func Binary(t testing.TB) string {
 	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
 	ld := "-s -w -X k8s.io/component-base/version.gitVersion=" + Version +
 		" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34"
-	cmd := exec.Command("go", "build", "-o", tmp, "-ldflags", ld, "./cmd/kube-apiserver")
+	cmd := exec.Command("go", "build", "-o", tmp, "-ldflags", ld, "./cmd/"+command)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	t.Logf("kubetest: building kube-apiserver %s (minutes on a cold cache)", Version)
+	t.Logf("kubetest: building %s %s (minutes on a cold cache)", command, Version)
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubetest: build: %v\n%s", err, out.String())
+		t.Fatalf("kubetest: build %s: %v\n%s", command, err, out.String())
 	}
 	if err := os.Rename(tmp, bin); err != nil {
 		t.Fatalf("kubetest: %v", err)
@@ -134,12 +150,25 @@ func Start(t testing.TB) *Cluster {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
-	ready := filepath.Join(dir, "ready.json")
+	var info struct{ URL, CAFile, Token string }
+	startProcess(t, "kube-apiserver", bin, dir, &info)
+	ca, err := os.ReadFile(info.CAFile)
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	return &Cluster{URL: info.URL, CAFile: info.CAFile, CAPEM: ca, Token: info.Token, dir: dir}
+}
+
+// startProcess runs bin -dir dir -ready FILE, stops it (by PID, SIGINT
+// then SIGKILL) in t.Cleanup, waits for FILE and decodes it into info.
+func startProcess(t testing.TB, name, bin, dir string, info any) {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), name+"-ready.json")
 	logs := &syncWriter{w: &bytes.Buffer{}}
 	cmd := exec.Command(bin, "-dir", dir, "-ready", ready)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("kubetest: start: %v", err)
+		t.Fatalf("kubetest: start %s: %v", name, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -155,26 +184,59 @@ func Start(t testing.TB) *Cluster {
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		if b, err := os.ReadFile(ready); err == nil {
-			var info struct{ URL, CAFile, Token string }
-			if err := json.Unmarshal(b, &info); err != nil {
-				t.Fatalf("kubetest: ready file: %v", err)
+			if err := json.Unmarshal(b, info); err != nil {
+				t.Fatalf("kubetest: %s ready file: %v", name, err)
 			}
-			ca, err := os.ReadFile(info.CAFile)
-			if err != nil {
-				t.Fatalf("kubetest: %v", err)
-			}
-			return &Cluster{URL: info.URL, CAFile: info.CAFile, CAPEM: ca, Token: info.Token}
+			return
 		}
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("kubetest: kube-apiserver exited: %v\n%s", err, tail(logs.String()))
+			t.Fatalf("kubetest: %s exited: %v\n%s", name, err, tail(logs.String()))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kubetest: kube-apiserver not ready\n%s", tail(logs.String()))
+			t.Fatalf("kubetest: %s not ready\n%s", name, tail(logs.String()))
 		}
 	}
+}
+
+// NodeName is the Node that StartKubelet registers.
+const NodeName = "node-1"
+
+// StartKubelet runs a fakekubelet for the cluster (stopped by PID in
+// t.Cleanup) and registers it as the Ready Node NodeName, so that the API
+// server sends exec, attach and port-forward of pods bound to that node
+// to it. The commands of an exec run as local processes.
+func (c *Cluster) StartKubelet(t testing.TB) {
+	t.Helper()
+	bin := KubeletBinary(t)
+	var info struct{ Port int }
+	startProcess(t, "fakekubelet", bin, c.dir, &info)
+	node := fmt.Sprintf(`{"apiVersion":"v1","kind":"Node","metadata":{"name":%q,"labels":{"kubernetes.io/hostname":%q}}}`, NodeName, NodeName)
+	c.Kubectl(t, node, "create", "-f", "-")
+	status := fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}],`+
+		`"daemonEndpoints":{"kubeletEndpoint":{"Port":%d}},`+
+		`"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"fakekubelet"}]}}`, info.Port)
+	c.Kubectl(t, "", "patch", "node", NodeName, "--subresource=status", "--type=merge", "-p", status)
+}
+
+// RunPod creates the Pod ns/name with one container "main" bound to
+// NodeName and marks it Running (no scheduler or kubelet status loop runs
+// here). It creates the namespace's default ServiceAccount if missing.
+func (c *Cluster) RunPod(t testing.TB, ns, name string) {
+	t.Helper()
+	if _, err := c.KubectlErr("", "-n", ns, "get", "serviceaccount", "default"); err != nil {
+		c.Kubectl(t, "", "-n", ns, "create", "serviceaccount", "default")
+	}
+	pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":%q},`+
+		`"spec":{"nodeName":%q,"automountServiceAccountToken":false,"containers":[{"name":"main","image":"busybox"}]}}`, name, ns, NodeName)
+	c.Kubectl(t, pod, "create", "-f", "-")
+	now := time.Now().UTC().Format(time.RFC3339)
+	status := fmt.Sprintf(`{"status":{"phase":"Running","podIP":"127.0.0.1","conditions":[{"type":"Ready","status":"True"}],`+
+		`"containerStatuses":[{"name":"main","image":"busybox","imageID":"","ready":true,"restartCount":0,"started":true,`+
+		`"containerID":"fake://%s/%s/main","state":{"running":{"startedAt":%q}}}]}}`, ns, name, now)
+	c.Kubectl(t, "", "-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge", "-p", status)
 }
 
 // Kubectl runs /usr/bin/kubectl (or kubectl on PATH) as the admin and

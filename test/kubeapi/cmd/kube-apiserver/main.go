@@ -4,6 +4,12 @@
 // It writes its serving CA, an admin token (group system:masters, which may
 // impersonate) and, once /readyz answers, a JSON line
 // {"url":...,"caFile":...,"token":...} to the file named by -ready.
+//
+// For kubelets (cmd/fakekubelet) it also writes a kubelet CA (kubelet-ca.crt
+// and, so that a test kubelet in the same directory can mint its serving
+// certificate, kubelet-ca.key) and presents kubelet-client.crt, signed by
+// that CA, when it dials a kubelet; it verifies kubelets against that CA and
+// reaches them at their InternalIP.
 // It runs until it receives SIGTERM or SIGINT.
 package main
 
@@ -113,6 +119,14 @@ func run(dir, ready string) error {
 		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER}),
 		"tokens.csv": []byte(token + ",admin,admin-uid,system:masters\n"),
 	}
+	kcaPEM, kcaKeyPEM, kclientPEM, kclientKeyPEM, err := kubeletPKI()
+	if err != nil {
+		return err
+	}
+	files["kubelet-ca.crt"] = kcaPEM
+	files["kubelet-ca.key"] = kcaKeyPEM
+	files["kubelet-client.crt"] = kclientPEM
+	files["kubelet-client.key"] = kclientKeyPEM
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			return err
@@ -140,6 +154,10 @@ func run(dir, ready string) error {
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
 		"--allow-privileged=true",
+		"--kubelet-client-certificate=" + filepath.Join(dir, "kubelet-client.crt"),
+		"--kubelet-client-key=" + filepath.Join(dir, "kubelet-client.key"),
+		"--kubelet-certificate-authority=" + filepath.Join(dir, "kubelet-ca.crt"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--v=0",
 	}
 	cmd := app.NewAPIServerCommand()
@@ -232,4 +250,59 @@ func servingCert() (caPEM, certPEM, keyPEM []byte, err error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
+}
+
+// kubeletPKI makes the kubelet CA and the client certificate the API server
+// presents to kubelets (CN kube-apiserver-kubelet-client, like kubeadm's).
+func kubeletPKI() (caPEM, caKeyPEM, clientPEM, clientKeyPEM []byte, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "kubelet-test-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: caKeyDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }

@@ -9,11 +9,11 @@
 // audited before they are answered, upgrades as they end, after the exec
 // session's own events); every event is committed before the channel is
 // released, and a failed write closes the connection (later requests on it
-// get 503). Upgrades (exec, attach, port-forward) are relayed with half-
-// close after the 101; pod execs over WebSocket (channel.k8s.io protocols)
-// and SPDY/3.1 are recorded as signed asciicast sessions (a SPDY exec whose
-// frames cannot be followed is closed, not passed unrecorded). It also
-// renders the kubeconfig that trusts its CA. It is not a Kubernetes client,
-// an admission controller or an authorizer: the cluster's own RBAC still
-// decides what the impersonated user may do.
+// get 503). Upgrades (exec, attach, port-forward) are relayed with
+// half-close after the 101; pod execs over WebSocket (channel.k8s.io
+// protocols) and SPDY/3.1 are recorded as signed asciicast sessions (a SPDY
+// exec whose frames cannot be followed is closed, not passed unrecorded). It
+// also renders the kubeconfig that trusts its CA. It is not a Kubernetes
+// client, an admission controller or an authorizer: the cluster's own RBAC
+// still decides what the impersonated user may do.
 package kube

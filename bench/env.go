@@ -122,10 +122,17 @@ Host %[7]s
   HostName 127.0.0.1
   Port %[8]d
 
-Host *
-  IdentityFile %[9]s/id_ed25519
-  CertificateFile %[9]s/id_ed25519-cert.pub
-  UserKnownHostsFile %[9]s/known_hosts
+`, jgJump, jh, jp, e.User.Name, refJump, e.RefJump.Port, refDest, e.Target.Port) + sshCommon(e.User.SSHDir)
+}
+
+// sshCommon is the "Host *" block of every ssh_config of the run: the
+// user's certificate under sshDir, strict host CA checking, the bench
+// cipher and kex, no multiplexing.
+func sshCommon(sshDir string) string {
+	return fmt.Sprintf(`Host *
+  IdentityFile %[1]s/id_ed25519
+  CertificateFile %[1]s/id_ed25519-cert.pub
+  UserKnownHostsFile %[1]s/known_hosts
   GlobalKnownHostsFile /dev/null
   IdentitiesOnly yes
   IdentityAgent none
@@ -137,10 +144,10 @@ Host *
   ControlMaster no
   ControlPath none
   Compression no
-  Ciphers %[10]s
-  KexAlgorithms %[11]s
+  Ciphers %[2]s
+  KexAlgorithms %[3]s
   LogLevel ERROR
-`, jgJump, jh, jp, e.User.Name, refJump, e.RefJump.Port, refDest, e.Target.Port, e.User.SSHDir, benchCipher, benchKex)
+`, sshDir, benchCipher, benchKex)
 }
 
 // route is one way to reach the target: through jumpgate (recorded or

@@ -32,6 +32,13 @@ type Flags struct {
 	CertRounds    int
 	Workers       int
 	CatSize       int64
+	PgTime        time.Duration
+	PgClients     int
+	PgRounds      int
+	PgScale       int
+	KubeGets      int
+	KubeRounds    int
+	Kubectls      int
 	Out           string
 	Only          string
 	ProfileDir    string
@@ -90,9 +97,16 @@ func parseFlags() *Flags {
 	flag.IntVar(&f.CertRounds, "cert-rounds", 5, "interleaved rounds of benchmark 5")
 	flag.IntVar(&f.Workers, "workers", 16, "concurrent certificate requests (benchmark 5)")
 	flag.Var(byteSize{&f.CatSize}, "cat-size", "file size cat'ed in a pty (benchmark 6)")
+	flag.DurationVar(&f.PgTime, "pg-time", 10*time.Second, "length of each pgbench run (benchmark 7)")
+	flag.IntVar(&f.PgClients, "pg-clients", 4, "pgbench clients, -c (benchmark 7)")
+	flag.IntVar(&f.PgRounds, "pg-rounds", 3, "interleaved rounds of benchmark 7")
+	flag.IntVar(&f.PgScale, "pg-scale", 10, "pgbench scale (100,000 accounts each; 10 gives the 1,000,000-row SELECT of 7c)")
+	flag.IntVar(&f.KubeGets, "kube-gets", 200, "GET requests per side per round (benchmark 8)")
+	flag.IntVar(&f.KubeRounds, "kube-rounds", 5, "interleaved rounds of benchmark 8")
+	flag.IntVar(&f.Kubectls, "kubectls", 20, "kubectl get pods runs per side (benchmark 8)")
 	flag.StringVar(&f.Out, "out", "bench/RESULTS.md", "file whose table section is replaced (empty: none)")
-	flag.StringVar(&f.Only, "only", "", "comma-separated benchmark IDs to run (default all)")
-	flag.StringVar(&f.ProfileDir, "profile", "", "directory for CPU profiles (perf of the server during 1, 2, 6; pprof of 5)")
+	flag.StringVar(&f.Only, "only", "", "comma-separated benchmark IDs (or pg, kube) to run (default all); with -out, their rows are merged into the table there")
+	flag.StringVar(&f.ProfileDir, "profile", "", "directory for CPU profiles (perf of the server during 1, 2, 6, 7, 8; pprof of 5)")
 	flag.BoolVar(&f.Verbose, "v", false, "debug logging")
 	flag.BoolVar(&f.Hold, "hold", false, "set up, print how to reach the routes, and wait for Ctrl-C (for profiling by hand)")
 	flag.Parse()
@@ -171,6 +185,18 @@ func run(fl *Flags, log *slog.Logger) (code int) {
 	slices.SortStableFunc(rows, func(a, b Row) int { return compareID(a.ID, b.ID) })
 	table := renderTable(fl, rows, time.Since(start))
 	fmt.Print(table)
+	if fl.Out != "" && fl.Only != "" && ctx.Err() == nil {
+		// A partial run replaces its own rows in the table and keeps the rest.
+		table, err := mergeResults(fl.Out, fl, rows, time.Since(start))
+		if err == nil {
+			err = writeResults(fl.Out, table)
+		}
+		if err != nil {
+			log.Error("cannot merge results", "file", fl.Out, "err", err)
+		} else {
+			log.Info("rows merged into the table", "file", fl.Out, "only", fl.Only)
+		}
+	}
 	if fl.Out != "" && fl.Only == "" && ctx.Err() == nil {
 		if err := writeResults(fl.Out, table); err != nil {
 			log.Error("cannot write results", "file", fl.Out, "err", err)
@@ -181,12 +207,19 @@ func run(fl *Flags, log *slog.Logger) (code int) {
 	return 0
 }
 
+// onlyAliases name benchmarks for -only besides their numbers.
+var onlyAliases = map[string]string{"pg": "7", "postgres": "7", "kube": "8", "k8s": "8"}
+
 func selected(only, id string) bool {
 	if only == "" {
 		return true
 	}
 	for _, s := range strings.Split(only, ",") {
-		if s = strings.TrimSpace(s); s == id || s == idPrefix(id) {
+		s = strings.TrimSpace(s)
+		if a, ok := onlyAliases[s]; ok {
+			s = a
+		}
+		if s == id || s == idPrefix(id) {
 			return true
 		}
 	}
@@ -262,14 +295,83 @@ func renderTable(fl *Flags, rows []Row, took time.Duration) string {
 		case r.NotMeasured:
 			fmt.Fprintf(&b, "| %s | %s | not measured in this build | | | %s | — | |\n", r.ID, r.Title, r.Method)
 		case r.Err != nil:
-			fmt.Fprintf(&b, "| %s | %s | error: %s | | | %s | — | %s |\n", r.ID, r.Title, cell(r.Err.Error()), r.Goal, r.Method)
+			fmt.Fprintf(&b, "| %s | %s | error: %s | | | %s | — | %s |\n", r.ID, r.Title, cell(r.Err.Error()), r.GoalText(), r.Method)
+		case len(r.Ref) == 0:
+			fmt.Fprintf(&b, "| %s | %s | %s | – | – | %s | %s | %s |\n", r.ID, r.Title, cellStats(r.JG, r.Unit), r.GoalText(), r.Met(), r.Method)
 		default:
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s× | %s | %s | %s |\n", r.ID, r.Title, cellStats(r.JG, r.Unit),
-				cellStats(r.Ref, r.Unit)+" "+r.RefName, num(r.Ratio()), r.Goal, r.Met(), r.Method)
+				cellStats(r.Ref, r.Unit)+" "+r.RefName, num(r.Ratio()), r.GoalText(), r.Met(), r.Method)
 		}
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// mergeResults renders the table of a partial (-only) run into the table
+// already in file: rows the run selected are replaced (or added), every
+// other row and the header of the earlier full run stay, and a line under
+// the header says which rows were measured when and with which flags.
+func mergeResults(file string, fl *Flags, rows []Row, took time.Duration) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("bench: read %s: %w", file, err)
+	}
+	s := string(b)
+	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
+	if i < 0 || j <= i {
+		return renderTable(fl, rows, took), nil // nothing to merge into
+	}
+	old := strings.Split(strings.TrimSpace(s[i+len(beginMark):j]), "\n")
+	fresh := strings.Split(strings.TrimSpace(renderTable(fl, rows, took)), "\n")
+	isRow := func(l string) bool {
+		return strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| # |")
+	}
+	rowID := func(l string) string {
+		f := strings.Split(l, "|")
+		if len(f) < 2 {
+			return ""
+		}
+		return strings.TrimSpace(f[1])
+	}
+	note := fmt.Sprintf("Rows %s re-measured %s by `go run ./bench -only %s` (run took %s); the other rows are from the run above.",
+		rowIDs(rows), time.Now().UTC().Format("2006-01-02 15:04 UTC"), fl.Only, took.Round(time.Second))
+	notePrefix := "Rows "
+	var head, table []string
+	var tableRows []string
+	for _, l := range old {
+		switch {
+		case isRow(l):
+			if !selected(fl.Only, rowID(l)) {
+				tableRows = append(tableRows, l)
+			}
+		case strings.HasPrefix(l, "| # |") || strings.HasPrefix(l, "|---"):
+			table = append(table, l)
+		case strings.HasPrefix(l, notePrefix) && strings.Contains(l, "`go run ./bench -only "+fl.Only+"`"):
+			// an earlier partial run of the same rows: replaced below
+		default:
+			head = append(head, l)
+		}
+	}
+	for _, l := range fresh {
+		if isRow(l) {
+			tableRows = append(tableRows, l)
+		}
+	}
+	slices.SortStableFunc(tableRows, func(a, b string) int { return compareID(rowID(a), rowID(b)) })
+	head = slices.CompactFunc(head, func(a, b string) bool { return a == "" && b == "" })
+	for len(head) > 0 && head[len(head)-1] == "" {
+		head = head[:len(head)-1]
+	}
+	out := strings.Join(head, "\n") + "\n\n" + note + "\n\n" + strings.Join(table, "\n") + "\n" + strings.Join(tableRows, "\n") + "\n\n"
+	return out, nil
+}
+
+func rowIDs(rows []Row) string {
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		ids = append(ids, r.ID)
+	}
+	return strings.Join(ids, ", ")
 }
 
 func cell(s string) string {

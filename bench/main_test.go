@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestQuantile(t *testing.T) {
@@ -96,5 +97,42 @@ func TestPlannedRowsWithoutBenchmark(t *testing.T) {
 	}
 	if !selected("4", "4b") || selected("3", "4b") || !selected("", "7") {
 		t.Error("selected does not match row IDs by number")
+	}
+}
+
+func TestMergeResultsKeepsOtherRows(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "RESULTS.md")
+	full := "## run\n\nFlags: x\n\n| # | benchmark | jumpgate | reference | ratio | goal | met | method |\n|---|---|---|---|---|---|---|---|\n" +
+		"| 1 | transfer | 1 | 1 | 1× | — | — | m |\n| 7 | pg old | 1 | 1 | 1× | — | — | m |\n| 9 | later | 1 | 1 | 1× | — | — | m |\n\n"
+	if err := writeResults(f, full); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(f)
+	if err := os.WriteFile(f, append(b, "\n## Analysis\nkept\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fl := &Flags{Only: "pg"}
+	rows := []Row{{ID: "7", Title: "pg new", Unit: "tps", JG: []float64{9}, Ref: []float64{10}}, {ID: "7b", Title: "pg masked", Unit: "tps", JG: []float64{8}, Ref: []float64{10}}}
+	for i := 0; i < 2; i++ { // twice: the note is replaced, not repeated
+		table, err := mergeResults(f, fl, rows, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeResults(f, table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ = os.ReadFile(f)
+	s := string(b)
+	for _, want := range []string{"| 1 | transfer", "| 7 | pg new", "| 7b | pg masked", "| 9 | later", "Flags: x", "## Analysis\nkept", "`go run ./bench -only pg`"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("missing %q in:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "pg old") || strings.Count(s, "-only pg`") != 1 {
+		t.Errorf("old row or repeated note in:\n%s", s)
+	}
+	if i7, i7b, i9 := strings.Index(s, "| 7 |"), strings.Index(s, "| 7b |"), strings.Index(s, "| 9 |"); !(i7 < i7b && i7b < i9) {
+		t.Errorf("rows out of order:\n%s", s)
 	}
 }

@@ -93,3 +93,32 @@ func countShells(pid int) int {
 	}
 	return n
 }
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat
+// (100 on Linux for every architecture Go supports).
+const clockTicks = 100
+
+// treeCPU sums the user and system CPU seconds of pid and its live
+// descendants (/proc/PID/stat utime and stime).
+func treeCPU(pid int) float64 {
+	var ticks int64
+	for _, p := range append([]int{pid}, descendants(pid)...) {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p), "stat"))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		// After the command: state(0) ppid(1) … utime(11) stime(12).
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return float64(ticks) / clockTicks
+}

@@ -14,12 +14,18 @@ import (
 // the profile with `perf report -i FILE --no-children`. Without perf it
 // logs and does nothing.
 func (e *Env) perfServer(name string) func() {
+	return e.perfPID(name, e.Server.Proc.Cmd.Process.Pid)
+}
+
+// perfPID is perfServer for any process (the forwarder benchmarks' own
+// servers).
+func (e *Env) perfPID(name string, pid int) func() {
 	if err := os.MkdirAll(e.Flags.ProfileDir, 0o755); err != nil {
 		e.Log.Warn("profile dir", "err", err)
 		return func() {}
 	}
 	file := filepath.Join(e.Flags.ProfileDir, name+".perf.data")
-	cmd := exec.Command("perf", "record", "-F", "999", "-g", "-p", strconv.Itoa(e.Server.Proc.Cmd.Process.Pid), "-o", file)
+	cmd := exec.Command("perf", "record", "-F", "999", "-g", "-p", strconv.Itoa(pid), "-o", file)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		e.Log.Warn("perf not available", "err", err)

@@ -41,10 +41,7 @@ var registry []Benchmark
 func register(b Benchmark) { registry = append(registry, b) }
 
 // planned are the rows of issue 8 that are measured elsewhere, later.
-var planned = []Planned{
-	{ID: "7", Title: "PostgreSQL through the forwarder (`ssh -L` + psql/pgbench) vs direct", Goal: "see issue 8"},
-	{ID: "8", Title: "Kubernetes API through the forwarder (`ssh -L` + kubectl) vs direct", Goal: "see issue 8"},
-}
+var planned []Planned
 
 // GoalKind says how a row's goal is checked.
 type GoalKind int
@@ -58,6 +55,11 @@ const (
 	RatioAtMost
 	// AbsAtLeast: the jumpgate median ≥ Value (in the row's unit).
 	AbsAtLeast
+	// AbsAtMost: the jumpgate median ≤ Value (Goal.Unit; memory).
+	AbsAtMost
+	// DiffAtMost: median(JG) − median(Ref) ≤ Value (Goal.Unit; latency
+	// overhead).
+	DiffAtMost
 )
 
 // Goal is a row's target.
@@ -74,6 +76,10 @@ func (g Goal) String() string {
 		return fmt.Sprintf("≤ %g×", g.Value)
 	case AbsAtLeast:
 		return fmt.Sprintf("≥ %g/s", g.Value)
+	case AbsAtMost:
+		return fmt.Sprintf("≤ %g", g.Value)
+	case DiffAtMost:
+		return fmt.Sprintf("≤ +%g", g.Value)
 	}
 	return "—"
 }
@@ -93,6 +99,18 @@ type Row struct {
 	Err error
 	// NotMeasured marks a planned row without an implementation.
 	NotMeasured bool
+}
+
+// GoalText is the goal as the table shows it: absolute goals and
+// overheads carry the row's unit.
+func (r Row) GoalText() string {
+	switch r.Goal.Kind {
+	case AbsAtMost:
+		return r.Goal.String() + " " + r.Unit
+	case DiffAtMost:
+		return r.Goal.String() + " " + r.Unit + " over the reference"
+	}
+	return r.Goal.String()
 }
 
 // Ratio is median(JG)/median(Ref).
@@ -118,6 +136,10 @@ func (r Row) Met() string {
 		ok = r.Ratio() <= r.Goal.Value
 	case AbsAtLeast:
 		ok = median(r.JG) >= r.Goal.Value
+	case AbsAtMost:
+		ok = median(r.JG) <= r.Goal.Value
+	case DiffAtMost:
+		ok = len(r.Ref) > 0 && median(r.JG)-median(r.Ref) <= r.Goal.Value
 	}
 	if ok {
 		return "yes"

@@ -104,6 +104,16 @@ func TestKubectlEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("every request audited", func(t *testing.T) {
+		// kube.request events are committed after the response goes out
+		// and before the connection's Serve returns.
+		waitFor(t, "the delete's kube.request event", func() bool {
+			for _, e := range a.audit.ofType(audit.KubeRequest) {
+				if e.Details["resource"] == "configmaps" && e.Details["verb"] == "delete" {
+					return true
+				}
+			}
+			return false
+		})
 		reqs := a.audit.ofType(audit.KubeRequest)
 		var sawSecret, sawDelete bool
 		for _, e := range reqs {

@@ -171,12 +171,16 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 	defer join()
 	ln := newOneConnListener(nc)
 	var handlers sync.WaitGroup
-	h := &handler{f: f, log: log, s: s, t: t, upstream: upstream, wg: &handlers}
+	auditFailed := make(chan struct{})
+	var failOnce sync.Once
+	aq := newAuditQueue(ctx, f.cfg.Audit, log, func(error) { failOnce.Do(func() { close(auditFailed) }) })
+	h := &handler{f: f, log: log, s: s, t: t, upstream: upstream, wg: &handlers, audit: aq}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      f.transport(t),
 		ModifyResponse: h.modifyResponse,
 		ErrorHandler:   h.proxyError,
+		BufferPool:     copyBuffers,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	srv := &http.Server{
@@ -197,12 +201,39 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 	select {
 	case <-ln.done:
 	case <-ctx.Done():
+	case <-auditFailed:
+		// Fail closed: requests in flight finish (new ones get 503), then
+		// the connection is closed.
+		sctx, cancel := context.WithTimeout(ctx, shutdownGrace)
+		_ = srv.Shutdown(sctx)
+		cancel()
 	}
 	_ = srv.Close()
 	<-served
 	handlers.Wait()
+	// Every event of a request that was served is committed before the
+	// channel is released.
+	aq.close()
 	log.Debug("kube channel ended")
-	return nil
+	return aq.Err()
+}
+
+// shutdownGrace is how long requests in flight may finish once a
+// connection fails closed.
+const shutdownGrace = 2 * time.Second
+
+// copyBuffers are the ReverseProxy's 32 KiB response copy buffers, shared
+// by every connection (without a pool each request allocates its own).
+var copyBuffers httputil.BufferPool = &bufferPool{p: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[32 << 10]byte)[:] }
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		b.p.Put((*[32 << 10]byte)(buf[:32<<10]))
+	}
 }
 
 func upstreamURL(addr string) (*url.URL, error) {

@@ -90,6 +90,8 @@ func TestIdentityStrippedAndImpersonated(t *testing.T) {
 			}
 		})
 	}
+	// kube.request events are committed after the response goes out.
+	waitFor(t, "2 kube.request events", func() bool { return len(e.audit.ofType(audit.KubeRequest)) >= 2 })
 	ev := e.audit.ofType(audit.KubeRequest)
 	if len(ev) != 2 {
 		t.Fatalf("%d kube.request events, want 2", len(ev))
@@ -405,6 +407,7 @@ func TestUpstreamDown(t *testing.T) {
 			t.Fatalf("message %q", st.Message)
 		}
 	}
+	waitFor(t, "2 kube.request events", func() bool { return len(e.audit.ofType(audit.KubeRequest)) >= 2 })
 	ev := e.audit.ofType(audit.KubeRequest)
 	if len(ev) != 2 || ev[0].Details["status"] != http.StatusServiceUnavailable {
 		t.Fatalf("audit %+v", ev)

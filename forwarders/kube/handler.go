@@ -32,6 +32,9 @@ type handler struct {
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
 	wg       *sync.WaitGroup
+	// audit writes this connection's kube.request events off the
+	// requests' critical path.
+	audit *auditQueue
 }
 
 // reqState travels in the request context from ServeHTTP to the proxy hooks.
@@ -56,6 +59,12 @@ func (h *handler) policyTarget() policy.Target {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.wg.Add(1)
 	defer h.wg.Done()
+	if err := h.audit.Err(); err != nil {
+		// Fail closed: nothing more passes on a connection whose audit
+		// events cannot be written; Serve is closing it.
+		writeStatus(closingWriter{w}, http.StatusServiceUnavailable, "jumpgate: the audit log cannot be written, so nothing more is served on this connection; the bastion logged why")
+		return
+	}
 	start := h.f.cfg.Clock()
 	rw := &statusWriter{ResponseWriter: w}
 	ri, err := Classify(r.Method, r.URL)
@@ -180,7 +189,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if dec.Held() {
 		d["approved"] = true
 	}
-	h.emit(r.Context(), audit.KubeRequest, d)
+	if isUpgrade(r) {
+		// An exec, attach or port-forward has ended: nobody waits for
+		// a response, and its event stays after the session's own.
+		h.audit.writeNow(h.event(audit.KubeRequest, d))
+		return
+	}
+	h.audit.enqueue(h.event(audit.KubeRequest, d))
 }
 
 // hold waits for approval of a request under kubernetes.review.
@@ -338,6 +353,12 @@ func (h *handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 
 func (h *handler) emit(ctx context.Context, typ string, d map[string]any) {
 	h.emitAs(ctx, typ, h.s.ID, d)
+}
+
+// event is an event of this connection's session, stamped now (the
+// audit writers may commit it later).
+func (h *handler) event(typ string, d map[string]any) audit.Event {
+	return audit.Event{Time: h.f.cfg.Clock().UTC(), Type: typ, User: h.s.User, Target: h.t.Name, Session: h.s.ID, Source: h.s.Source, Details: d}
 }
 
 // emitAs emits an event of session id (an exec's own session).

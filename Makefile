@@ -51,6 +51,7 @@ bench: deps build
 
 lint:
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each.

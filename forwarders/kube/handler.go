@@ -165,7 +165,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		es, err = h.startExec(r, ri)
 		if err != nil {
 			h.log.Error("exec refused: cannot record it", "err", err)
-			refuse(http.StatusServiceUnavailable, "jumpgate: this exec cannot be recorded, so it is refused (kubectl 1.30 or later records over WebSocket)", "")
+			refuse(http.StatusServiceUnavailable, "jumpgate: this exec cannot be recorded, so it is refused: "+recordRefusal(err), "")
 			return
 		}
 		h.serveUpgrade(rw, r, es.tap)
@@ -458,4 +458,13 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		w.status = http.StatusSwitchingProtocols
 	}
 	return c, brw, err
+}
+
+// recordRefusal says in a line why an exec could not be recorded, without
+// file paths: an unknown upgrade protocol or a recording store that failed.
+func recordRefusal(err error) string {
+	if errors.Is(err, ErrNotRecordable) {
+		return "the exec protocol is neither WebSocket nor SPDY/3.1, or recording is not configured"
+	}
+	return "the recording could not be opened"
 }

@@ -253,6 +253,17 @@ func (c *classifier) visit(v any) bool {
 		}
 	case *pg_query.MergeStmt:
 		c.add("merge")
+	case *pg_query.MergeWhenClause:
+		// MERGE ... WHEN MATCHED THEN DELETE deletes: a rule on delete or
+		// update must see it. The ON condition counts as a WHERE.
+		switch n.CommandType {
+		case pg_query.CmdType_CMD_DELETE:
+			c.add("delete")
+		case pg_query.CmdType_CMD_UPDATE:
+			c.add("update")
+		case pg_query.CmdType_CMD_INSERT:
+			c.add("insert")
+		}
 	case *pg_query.CopyStmt:
 		c.literal()
 		switch {
@@ -389,7 +400,11 @@ func (c *classifier) visit(v any) bool {
 				case "plpgsql":
 					c.plpgsql(body)
 				default:
+					// A body in another language (plperl, plpython,
+					// C) cannot be read: like dynamic SQL it is opaque,
+					// so any block rule blocks it.
 					c.add("superuser")
+					c.st.Opaque = true
 				}
 			}
 		}

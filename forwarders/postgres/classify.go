@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 
@@ -80,8 +81,15 @@ type classInfo struct {
 	spans     []span
 }
 
+// errNUL is the parse error of a text with a NUL byte: the parser (C)
+// would stop reading at it and miss what follows.
+var errNUL = errors.New("postgres: NUL byte in the query text")
+
 func classify(query string, prepared PreparedLookup) ([]Statement, classInfo, error) {
 	var info classInfo
+	if strings.IndexByte(query, 0) >= 0 {
+		return []Statement{{Text: query, SQLStatement: policy.SQLStatement{Kinds: []string{"other"}, Opaque: true}}}, info, errNUL
+	}
 	tree, err := pg_query.Parse(query)
 	if err != nil {
 		return []Statement{{Text: query, SQLStatement: policy.SQLStatement{Kinds: []string{"other"}, Opaque: true}}}, info, err

@@ -420,3 +420,66 @@ func TestSSHReachBypass(t *testing.T) {
 		}
 	})
 }
+
+// TestInteractiveBypass types blocked lines into a recorded interactive
+// shell the ways a person could try to slip them through: several lines
+// pasted at once, more input sent right behind the blocked Enter, history
+// recall of the refused line, and a line continued with a backslash.
+func TestInteractiveBypass(t *testing.T) {
+	env := startBastionEnv(t)
+	dir := t.TempDir() // the target is this machine's sshd
+	marker := func(n int) string { return filepath.Join(dir, fmt.Sprintf("m%d", n)) }
+	term := harness.StartTerminal(t, "ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
+	harness.WaitFor(t, 30*time.Second, "the first prompt", term.Seen("# "))
+	term.Type("PS1='jg-''prompt% '\r")
+	harness.WaitFor(t, 30*time.Second, "the prompt", term.Seen("jg-prompt% "))
+
+	// Like a person, type each line once its prompt is shown (type-ahead
+	// before the prompt is a documented limit).
+	prompts := func() int { return strings.Count(term.Output(), "jg-prompt% ") }
+	atPrompt := func(n int) {
+		t.Helper()
+		harness.WaitFor(t, 30*time.Second, fmt.Sprintf("prompt %d", n), func() bool { return prompts() >= n })
+	}
+	n := prompts()
+
+	// A paste: three lines in one write; the second is blocked.
+	term.Type("echo pasted-$((1+1))\rmkfs.jgtest /dev/null; touch " + marker(1) + "\recho pasted-$((1+2))\r")
+	harness.WaitFor(t, 30*time.Second, "the block message", term.Seen("blocked"))
+	harness.WaitFor(t, 30*time.Second, "the last pasted line", term.Seen("pasted-3"))
+	n += 3
+	atPrompt(n)
+
+	// Input right behind the blocked Enter, then the refused line
+	// recalled from history and entered again.
+	term.Type("mkfs.jgtest /dev/null; touch " + marker(2) + "\recho behind-$((2+2))\r")
+	harness.WaitFor(t, 30*time.Second, "the session to go on", term.Seen("behind-4"))
+	n += 2
+	atPrompt(n)
+	term.Type("\x1b[A\x1b[A\r")
+	n++
+	atPrompt(n)
+	term.Type("echo after-history-$((3+3))\r")
+	harness.WaitFor(t, 30*time.Second, "the session to go on", term.Seen("after-history-6"))
+	n++
+	atPrompt(n)
+
+	// A blocked command split over two lines with a backslash: the second
+	// line is checked together with the first.
+	term.Type("mk\\\r")
+	harness.WaitFor(t, 30*time.Second, "the continuation prompt", func() bool { return strings.Contains(term.Output()[len(term.Output())-min(len(term.Output()), 20):], "> ") })
+	term.Type("fs.jgtest /dev/null; touch " + marker(3) + "\r")
+	harness.WaitFor(t, 30*time.Second, "the block message", func() bool { return strings.Count(term.Output(), "blocked by policy") >= 3 })
+	n++
+	atPrompt(n)
+	term.Type("echo continued-$((4+4))\r")
+	harness.WaitFor(t, 30*time.Second, "the session to go on", term.Seen("continued-8"))
+
+	term.Type("exit\r")
+	term.Wait(t, 30*time.Second)
+	for i := 1; i <= 3; i++ {
+		if _, err := os.Stat(marker(i)); err == nil {
+			t.Errorf("blocked line %d ran", i)
+		}
+	}
+}

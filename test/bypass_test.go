@@ -467,7 +467,9 @@ func TestInteractiveBypass(t *testing.T) {
 	// A blocked command split over two lines with a backslash: the second
 	// line is checked together with the first.
 	term.Type("mk\\\r")
-	harness.WaitFor(t, 30*time.Second, "the continuation prompt", func() bool { return strings.Contains(term.Output()[len(term.Output())-min(len(term.Output()), 20):], "> ") })
+	harness.WaitFor(t, 30*time.Second, "the continuation prompt", func() bool {
+		return strings.Contains(term.Output()[len(term.Output())-min(len(term.Output()), 20):], "> ")
+	})
 	term.Type("fs.jgtest /dev/null; touch " + marker(3) + "\r")
 	harness.WaitFor(t, 30*time.Second, "the block message", func() bool { return strings.Count(term.Output(), "blocked by policy") >= 3 })
 	n++

@@ -38,6 +38,10 @@ type lineGate struct {
 // maxTyped bounds typed; past it only the display is checked.
 const maxTyped = 64 << 10
 
+// echoWaits is how many more settle periods the gate waits for the echo of
+// plain typed text when the line shows nothing yet.
+const echoWaits = 3
+
 // maxPending bounds the output kept for the emulator between keystrokes.
 const maxPending = 256 << 10
 
@@ -166,10 +170,21 @@ func (g *lineGate) input(ctx context.Context, p []byte) error {
 		if typed, plain := plainTyped(g.typed); plain && !g.tl.AltScreen() && !g.tl.Continued() && strings.TrimSpace(typed) != "" {
 			// The echo may lag behind fast typing or a paste: decide on
 			// whichever of the display and the typed text a rule treats
-			// more strictly.
+			// more strictly. Nothing shown at all may also mean echo is
+			// off (a password prompt): give the echo a little longer, and
+			// if still nothing shows, leave the typed text alone so that
+			// a password never reaches a rule or the audit log.
+			for i := 0; i < echoWaits && ok && strings.TrimSpace(line) == ""; i++ {
+				g.settle(ctx, time.Now())
+				g.feed()
+				line, ok = g.tl.Line()
+			}
+			if ok && strings.TrimSpace(line) == "" {
+				typed = ""
+			}
 			pol := g.ss.ic.s.cfg.Policy.Current()
 			id, tg := g.ss.ic.u.Identity(), policyTarget(g.ss.ic.t)
-			if !ok || pol.CheckCommand(id, tg, typed).Action > pol.CheckCommand(id, tg, line).Action {
+			if typed != "" && (!ok || pol.CheckCommand(id, tg, typed).Action > pol.CheckCommand(id, tg, line).Action) {
 				line, ok = typed, true
 			}
 		}

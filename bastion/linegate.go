@@ -28,7 +28,19 @@ type lineGate struct {
 	// last maxPending bytes: a large `cat` costs a copy, not an emulation.
 	pending []byte
 	dropped bool
+
+	// typed is what was forwarded since the last Enter or Clear. When it
+	// is plain text (no editing keys), it is what the shell's buffer holds
+	// even if the echo lags behind, and it is checked too.
+	typed []byte
 }
+
+// maxTyped bounds typed; past it only the display is checked.
+const maxTyped = 64 << 10
+
+// echoWaits is how many more settle periods the gate waits for the echo of
+// plain typed text when the line shows nothing yet.
+const echoWaits = 3
 
 // maxPending bounds the output kept for the emulator between keystrokes.
 const maxPending = 256 << 10
@@ -138,6 +150,11 @@ func (g *lineGate) input(ctx context.Context, p []byte) error {
 		var sent time.Time
 		if ev.N > 0 {
 			sent = time.Now()
+			if len(g.typed)+ev.N <= maxTyped {
+				g.typed = append(g.typed, p[:ev.N]...)
+			} else {
+				g.typed = append(g.typed[:0], 0x1b) // not plain any more
+			}
 			if err := g.send(p[:ev.N]); err != nil {
 				return err
 			}
@@ -150,6 +167,27 @@ func (g *lineGate) input(ctx context.Context, p []byte) error {
 		}
 		g.feed()
 		line, ok := g.tl.Line()
+		if typed, plain := plainTyped(g.typed); plain && !g.tl.AltScreen() && !g.tl.Continued() && strings.TrimSpace(typed) != "" {
+			// The echo may lag behind fast typing or a paste: decide on
+			// whichever of the display and the typed text a rule treats
+			// more strictly. Nothing shown at all may also mean echo is
+			// off (a password prompt): give the echo a little longer, and
+			// if still nothing shows, leave the typed text alone so that
+			// a password never reaches a rule or the audit log.
+			for i := 0; i < echoWaits && ok && strings.TrimSpace(line) == ""; i++ {
+				g.settle(ctx, time.Now())
+				g.feed()
+				line, ok = g.tl.Line()
+			}
+			if ok && strings.TrimSpace(line) == "" {
+				typed = ""
+			}
+			pol := g.ss.ic.s.cfg.Policy.Current()
+			id, tg := g.ss.ic.u.Identity(), policyTarget(g.ss.ic.t)
+			if typed != "" && (!ok || pol.CheckCommand(id, tg, typed).Action > pol.CheckCommand(id, tg, line).Action) {
+				line, ok = typed, true
+			}
+		}
 		if ok && strings.TrimSpace(line) != "" {
 			allowed, err := g.decide(ctx, line)
 			if err != nil {
@@ -157,9 +195,11 @@ func (g *lineGate) input(ctx context.Context, p []byte) error {
 			}
 			if !allowed {
 				// Drop the line and whatever was typed after it.
+				g.typed = g.typed[:0]
 				return g.send(g.tl.Clear())
 			}
 		}
+		g.typed = g.typed[:0]
 		g.tl.Accept()
 		enterAt := time.Now()
 		if err := g.send(p[ev.N : ev.N+1]); err != nil {
@@ -233,4 +273,17 @@ func (g *lineGate) offset() float64 {
 		return 0
 	}
 	return time.Since(g.ss.started).Seconds()
+}
+
+// plainTyped returns typed as text when it holds no editing keys, escape
+// sequences or control characters (bracketed-paste markers aside), so that
+// it equals what a shell's line buffer holds.
+func plainTyped(typed []byte) (string, bool) {
+	t := strings.ReplaceAll(strings.ReplaceAll(string(typed), "\x1b[200~", ""), "\x1b[201~", "")
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c < 0x20 || c == 0x7f {
+			return "", false
+		}
+	}
+	return t, true
 }

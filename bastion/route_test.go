@@ -151,3 +151,19 @@ func FuzzChannelPayloads(f *testing.F) {
 		}
 	})
 }
+
+func TestPlainTyped(t *testing.T) {
+	for in, want := range map[string]bool{
+		"mkfs.x /dev/null; touch m":        true,
+		"\x1b[200~echo a; mkfs x\x1b[201~": true,
+		"ls\x7f\x7fmkfs":                   false,
+		"\x1b[A":                           false,
+		"ls\tx":                            false,
+		"":                                 true,
+		"caf\xc3\xa9":                      true,
+	} {
+		if _, ok := plainTyped([]byte(in)); ok != want {
+			t.Errorf("plainTyped(%q) plain=%v, want %v", in, ok, want)
+		}
+	}
+}

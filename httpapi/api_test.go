@@ -444,3 +444,28 @@ func FuzzCertificateRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestTokenClockSkew: an IdP whose clock runs a little ahead is tolerated
+// (nbf up to five minutes ahead, as go-oidc and other relying parties do);
+// an expired token is never accepted, however recently it expired.
+func TestTokenClockSkew(t *testing.T) {
+	e := newAPIEnv(t)
+	f := e.idp
+	mod := func(m func(c claims)) claims { c := f.base("alice", "engineering"); m(c); return c }
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		c      claims
+		status int
+	}{
+		{"IdP clock two minutes ahead", mod(func(c claims) { c["nbf"], c["iat"] = now.Add(2*time.Minute).Unix(), now.Add(2*time.Minute).Unix() }), 200},
+		{"IdP clock ten minutes ahead", mod(func(c claims) { c["nbf"], c["iat"] = now.Add(10*time.Minute).Unix(), now.Add(10*time.Minute).Unix() }), 401},
+		{"expired thirty seconds ago", mod(func(c claims) { c["exp"] = now.Add(-30 * time.Second).Unix() }), 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if rec := e.post(t, f.sign(t, tc.c, "k1", nil), map[string]string{"public_key": edKey(t)}); rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
@@ -178,17 +179,88 @@ func collect(src string, depth int, add func(string)) {
 			}
 			callCandidates(words, depth, add)
 		case *syntax.Stmt:
-			// A here-document fed to a shell is a script.
-			for _, r := range n.Redirs {
-				if (r.Op == syntax.Hdoc || r.Op == syntax.DashHdoc || r.Op == syntax.WordHdoc) && r.Hdoc != nil {
-					if call, ok := n.Cmd.(*syntax.CallExpr); ok && len(call.Args) > 0 && shells[path.Base(wordString(call.Args[0]))] {
-						collect(wordString(r.Hdoc), depth+1, add)
-					}
+			// A here-document or here-string fed to a shell is a script.
+			if isShellCall(n) {
+				if script, ok := stdinText(n); ok {
+					collect(script, depth+1, add)
+				}
+			}
+		case *syntax.BinaryCmd:
+			// Literal text piped into a shell is a script too:
+			// echo 'rm -rf /' | sh, cat <<EOF | bash.
+			if (n.Op == syntax.Pipe || n.Op == syntax.PipeAll) && isShellCall(n.Y) {
+				if script, ok := pipedText(n.X); ok {
+					collect(script, depth+1, add)
 				}
 			}
 		}
 		return true
 	})
+}
+
+// isShellCall reports whether st runs a shell reading its script from
+// standard input (no -c).
+func isShellCall(st *syntax.Stmt) bool {
+	call, ok := st.Cmd.(*syntax.CallExpr)
+	if !ok || len(call.Args) == 0 {
+		return false
+	}
+	words := make([]string, 0, len(call.Args))
+	for _, w := range call.Args {
+		words = append(words, wordString(w))
+	}
+	for len(words) > 0 && wrappers[path.Base(words[0])] {
+		words = skipWrapperArgs(path.Base(words[0]), words[1:])
+	}
+	if len(words) == 0 || !shells[path.Base(words[0])] {
+		return false
+	}
+	for _, w := range words[1:] {
+		if strings.HasPrefix(w, "-") && !strings.HasPrefix(w, "--") && strings.Contains(w, "c") {
+			return false
+		}
+	}
+	return true
+}
+
+// stdinText returns the text a here-document or here-string of st feeds to
+// its standard input.
+func stdinText(st *syntax.Stmt) (string, bool) {
+	for _, r := range st.Redirs {
+		switch {
+		case (r.Op == syntax.Hdoc || r.Op == syntax.DashHdoc) && r.Hdoc != nil:
+			return wordString(r.Hdoc), true
+		case r.Op == syntax.WordHdoc && r.Word != nil:
+			return wordString(r.Word), true
+		}
+	}
+	return "", false
+}
+
+// pipedText returns the literal text st writes to a pipe when it is echo,
+// printf or cat of a here-document or here-string.
+func pipedText(st *syntax.Stmt) (string, bool) {
+	call, ok := st.Cmd.(*syntax.CallExpr)
+	if !ok || len(call.Args) == 0 {
+		return "", false
+	}
+	args := make([]string, 0, len(call.Args))
+	for _, w := range call.Args {
+		args = append(args, wordString(w))
+	}
+	switch path.Base(args[0]) {
+	case "echo", "printf":
+		rest := args[1:]
+		for len(rest) > 0 && strings.HasPrefix(rest[0], "-") {
+			rest = rest[1:]
+		}
+		// printf and echo -e turn \n into a line break; reading it as one
+		// whatever the flags only makes the check stricter.
+		return strings.ReplaceAll(strings.Join(rest, " "), `\n`, "\n"), true
+	case "cat":
+		return stdinText(st)
+	}
+	return "", false
 }
 
 func callCandidates(words []string, depth int, add func(string)) {
@@ -254,12 +326,20 @@ func emitForms(words []string, add func(string)) {
 	add(strings.Join(words, " "))
 	var flags []string
 	var rest []string
+	endOpts := false
 	for _, w := range words[1:] {
-		if len(w) > 1 && w[0] == '-' && w[1] != '-' {
+		switch {
+		case w == "--" && !endOpts:
+			// The end-of-options marker changes nothing for rules.
+			endOpts = true
+		case !endOpts && len(w) > 1 && w[0] == '-' && w[1] != '-':
 			flags = append(flags, w[1:])
-		} else {
+		default:
 			rest = append(rest, w)
 		}
+	}
+	if endOpts {
+		add(strings.Join(append([]string{words[0]}, slices.DeleteFunc(slices.Clone(words[1:]), func(w string) bool { return w == "--" })...), " "))
 	}
 	if len(flags) == 0 {
 		return
@@ -290,7 +370,11 @@ func writePart(b *strings.Builder, part syntax.WordPart) {
 	case *syntax.Lit:
 		b.WriteString(unescape(p.Value))
 	case *syntax.SglQuoted:
-		b.WriteString(p.Value)
+		if p.Dollar {
+			b.WriteString(ansiC(p.Value))
+		} else {
+			b.WriteString(p.Value)
+		}
 	case *syntax.DblQuoted:
 		for _, q := range p.Parts {
 			writePart(b, q)
@@ -318,4 +402,82 @@ func unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// ansiC decodes the backslash escapes of a bash $'...' string.
+func ansiC(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch c := s[i]; c {
+		case 'a':
+			b.WriteByte('\a')
+		case 'b':
+			b.WriteByte('\b')
+		case 'e', 'E':
+			b.WriteByte(0x1b)
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'v':
+			b.WriteByte('\v')
+		case 'c':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i] & 0x1f)
+			}
+		case 'x', 'u', 'U', '0', '1', '2', '3', '4', '5', '6', '7':
+			base, max := 16, map[byte]int{'x': 2, 'u': 4, 'U': 8}[c]
+			start := i + 1
+			if c >= '0' && c <= '7' {
+				base, max, start = 8, 3, i
+			}
+			j := start
+			for j < len(s) && j-start < max && isDigitIn(s[j], base) {
+				j++
+			}
+			if j == start {
+				b.WriteByte('\\')
+				b.WriteByte(c)
+				continue
+			}
+			n, _ := strconv.ParseUint(s[start:j], base, 32)
+			if c == 'u' || c == 'U' {
+				b.WriteRune(rune(n))
+			} else {
+				b.WriteByte(byte(n))
+			}
+			i = j - 1
+		default: // \\ \' \" \? and unknown escapes
+			if c != '\\' && c != '\'' && c != '"' && c != '?' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isDigitIn(c byte, base int) bool {
+	switch {
+	case c >= '0' && c <= '7':
+		return true
+	case c == '8' || c == '9':
+		return base == 16
+	case base == 16 && (c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'):
+		return true
+	}
+	return false
 }

@@ -3,7 +3,9 @@ package kube
 import (
 	"context"
 	"encoding/base64"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,6 +133,30 @@ func TestKubectlEndToEnd(t *testing.T) {
 		blocked := a.audit.ofType(audit.KubeBlocked)
 		if !sawSecret || !sawDelete || len(blocked) != 1 || blocked[0].Details["name"] != "team" {
 			t.Fatalf("audit: secret=%v delete=%v blocked=%+v (%d requests)", sawSecret, sawDelete, blocked, len(reqs))
+		}
+	})
+	t.Run("bypass attempts against the real API server", func(t *testing.T) {
+		x := startForwarderToken(t, c.URL, c.CAPEM, c.Token, bypassPolicy, alice)
+		for _, tc := range kubeBypassCases {
+			if tc.want < 400 && tc.name != "method override header" {
+				continue // allowed requests would change the cluster
+			}
+			tc.path = strings.ReplaceAll(tc.path, "/namespaces/prod", "/namespaces/team")
+			tc.path = strings.ReplaceAll(tc.path, "%70%72%6f%64", "%74%65%61%6d")
+			tc.path = strings.ReplaceAll(tc.path, "/namespaces/a/pods/p", "/namespaces/default/pods/nope")
+			tc.body = strings.ReplaceAll(tc.body, "prod", "team")
+			want := tc.want
+			if tc.name == "method override header" {
+				want = http.StatusMethodNotAllowed // kube-apiserver ignores the header
+			}
+			if resp := sendRaw(t, x, tc); resp.StatusCode != want {
+				b, _ := io.ReadAll(resp.Body)
+				t.Errorf("%s: %s %s: status %d, want %d: %s", tc.name, tc.method, tc.path, resp.StatusCode, want, b)
+			}
+		}
+		c.Kubectl(t, "", "get", "namespace", "team")
+		if out := c.Kubectl(t, "", "get", "namespace", "team", "-o", "jsonpath={.metadata.labels.x}"); out != "" {
+			t.Fatalf("a patch got through: label x=%q", out)
 		}
 	})
 }

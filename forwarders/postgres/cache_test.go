@@ -250,15 +250,27 @@ func TestStmtCacheBounds(t *testing.T) {
 	}
 }
 
+// maxFuzzStmt bounds FuzzStmtCache inputs; see there.
+const maxFuzzStmt = 256
+
 // FuzzStmtCache checks that a text classified through a cache primed with
 // another text (and with a variant of it, same template) gets exactly the
 // parser's classification.
+//
+// Inputs are capped at maxFuzzStmt bytes. Each execution makes about ten
+// parser calls through cgo (classify twice, fingerprint and normalize every
+// statement), and the fuzzer minimizes every new interesting input by
+// trying to delete every substring, which is quadratic in its length: with
+// the old 2000-byte cap a single long input kept the worker minimizing for
+// the whole -fuzzminimizetime (60 s by default) while the coordinator
+// printed "execs: N (0/sec)". The cache's behaviour depends on templates and
+// digit runs, which short texts exercise fully.
 func FuzzStmtCache(f *testing.F) {
 	for _, q := range cacheQueries {
 		f.Add(q, uint64(1))
 	}
 	f.Fuzz(func(t *testing.T, q string, seed uint64) {
-		if len(q) > 2000 {
+		if len(q) > maxFuzzStmt {
 			return
 		}
 		r := rand.New(rand.NewPCG(seed, seed))

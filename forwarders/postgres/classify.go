@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 
@@ -80,8 +81,15 @@ type classInfo struct {
 	spans     []span
 }
 
+// errNUL is the parse error of a text with a NUL byte: the parser (C)
+// would stop reading at it and miss what follows.
+var errNUL = errors.New("postgres: NUL byte in the query text")
+
 func classify(query string, prepared PreparedLookup) ([]Statement, classInfo, error) {
 	var info classInfo
+	if strings.IndexByte(query, 0) >= 0 {
+		return []Statement{{Text: query, SQLStatement: policy.SQLStatement{Kinds: []string{"other"}, Opaque: true}}}, info, errNUL
+	}
 	tree, err := pg_query.Parse(query)
 	if err != nil {
 		return []Statement{{Text: query, SQLStatement: policy.SQLStatement{Kinds: []string{"other"}, Opaque: true}}}, info, err
@@ -253,6 +261,17 @@ func (c *classifier) visit(v any) bool {
 		}
 	case *pg_query.MergeStmt:
 		c.add("merge")
+	case *pg_query.MergeWhenClause:
+		// MERGE ... WHEN MATCHED THEN DELETE deletes: a rule on delete or
+		// update must see it. The ON condition counts as a WHERE.
+		switch n.CommandType {
+		case pg_query.CmdType_CMD_DELETE:
+			c.add("delete")
+		case pg_query.CmdType_CMD_UPDATE:
+			c.add("update")
+		case pg_query.CmdType_CMD_INSERT:
+			c.add("insert")
+		}
 	case *pg_query.CopyStmt:
 		c.literal()
 		switch {
@@ -389,7 +408,11 @@ func (c *classifier) visit(v any) bool {
 				case "plpgsql":
 					c.plpgsql(body)
 				default:
+					// A body in another language (plperl, plpython,
+					// C) cannot be read: like dynamic SQL it is opaque,
+					// so any block rule blocks it.
 					c.add("superuser")
+					c.st.Opaque = true
 				}
 			}
 		}

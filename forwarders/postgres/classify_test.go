@@ -59,7 +59,7 @@ func TestClassify(t *testing.T) {
 		{"set_config in select", "SELECT set_config('role', 'x', false)", 1, []string{"set"}, nil, false},
 		{"transaction", "BEGIN", 1, []string{"transaction"}, []string{"write"}, false},
 		{"unparseable", "SELEKT 1", 1, nil, nil, true},
-		{"merge", "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", 1, []string{"merge", "write"}, nil, false},
+		{"merge", "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", 1, []string{"merge", "delete", "write"}, []string{"delete_without_where"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

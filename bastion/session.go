@@ -157,7 +157,12 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 	outDone := make(chan struct{})
 	go func() {
 		copiers.Wait()
-		_ = ch.CloseWrite()
+		// The target's EOF is passed on as it comes. Output that ends
+		// because the target went away gets no EOF here, so that the
+		// gate's message can still follow it.
+		if !ic.upstreamLost() {
+			_ = ch.CloseWrite()
+		}
 		close(outDone)
 	}()
 	// User → target: stdin, through the line gate when interactive.
@@ -201,6 +206,10 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 		ss.mu.Unlock()
 		if exit != nil {
 			_, _ = ch.SendRequest(exit.Type, false, exit.Payload)
+		} else if ic.upstreamLost() {
+			// No exit status because the target went away: say so.
+			cancel(errTargetDown)
+			<-ended
 		}
 	case <-reqsDone: // the user closed the channel
 	case <-ctx.Done():
@@ -220,6 +229,13 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 		gate.close()
 	}
 	ss.finish()
+}
+
+// upstreamLost reports whether the connection to the target is gone: a
+// request on a dead connection fails at once, a live target answers.
+func (ic *innerConn) upstreamLost() bool {
+	_, _, err := ic.up.SendRequest("keepalive@openssh.com", true, nil)
+	return err != nil
 }
 
 func userReason(err error) string {

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/test/harness"
@@ -258,15 +258,29 @@ func sshClientAs(t *testing.T, u *harness.User, addr string) *ssh.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hk, err := knownhosts.New(filepath.Join(u.SSHDir, "known_hosts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: u.Name, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hk, Timeout: 30 * time.Second})
+	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: u.Name, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hostCAChecker(t, u), Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("ssh to the bastion: %v", err)
 	}
 	return c
+}
+
+// hostCAChecker verifies host certificates against the host CA in u's
+// known_hosts (its "@cert-authority * KEY" line), as OpenSSH does.
+func hostCAChecker(t *testing.T, u *harness.User) ssh.HostKeyCallback {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(u.SSHDir, "known_hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, ca, _, _, err := ssh.ParseKnownHosts(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &ssh.CertChecker{IsHostAuthority: func(auth ssh.PublicKey, _ string) bool {
+		return bytes.Equal(auth.Marshal(), ca.Marshal())
+	}}
+	return cc.CheckHostKey
 }
 
 // TestManyChannelsOneConnection opens 10,000 channels on one connection:
@@ -372,16 +386,12 @@ func TestGigabyteOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostKeys, err := knownhosts.New(filepath.Join(env.alice.SSHDir, "known_hosts"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	keyPEM, _ := os.ReadFile(filepath.Join(env.alice.SSHDir, "id_ed25519"))
 	key, _ := ssh.ParsePrivateKey(keyPEM)
 	certLine, _ := os.ReadFile(filepath.Join(env.alice.SSHDir, "id_ed25519-cert.pub"))
 	pub, _, _, _, _ := ssh.ParseAuthorizedKey(certLine)
 	signer, _ := ssh.NewCertSigner(pub.(*ssh.Certificate), key)
-	ic, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hostKeys})
+	ic, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hostCAChecker(t, env.alice)})
 	if err != nil {
 		t.Fatalf("inner ssh to web-1: %v", err)
 	}

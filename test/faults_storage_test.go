@@ -61,6 +61,7 @@ func TestStorageLockedOrCorrupt(t *testing.T) {
 		if err == nil || !strings.Contains(out, "another jumpgate") {
 			t.Fatalf("second server on the same data_dir: %v\n%s", err, out)
 		}
+		t.Logf("refused: %s", strings.TrimSpace(out))
 		// The first one is untouched: API and admin socket still answer.
 		resp, err := harness.TLSClient(t, srv.CAFile).Get(srv.URL + "/healthz")
 		if err != nil || resp.StatusCode != 200 {
@@ -99,6 +100,7 @@ func TestStorageLockedOrCorrupt(t *testing.T) {
 				strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
 				t.Fatalf("server on a corrupt store: %v\n%s", err, out)
 			}
+			t.Logf("refused: %s", strings.TrimSpace(out))
 			got, rerr := os.ReadFile(dbPath)
 			if rerr != nil || !bytes.Equal(got, tc.data) {
 				t.Fatalf("the corrupt store was modified (%d bytes, was %d): %v", len(got), len(tc.data), rerr)
@@ -139,5 +141,6 @@ func TestStorageLockedOrCorrupt(t *testing.T) {
 		if err == nil || !strings.Contains(out, "event 2") {
 			t.Fatalf("audit verify on a tampered chain: %v\n%s", err, out)
 		}
+		t.Logf("audit verify: %s", strings.TrimSpace(out))
 	})
 }

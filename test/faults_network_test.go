@@ -95,15 +95,22 @@ func sessionByID(t *testing.T, srv *harness.Server, pred func(storage.Session) b
 	return storage.Session{}, false
 }
 
-// TestTargetDiesMidSession kills the target's sshd processes serving a
-// recorded shell: the user is told the connection to the target was lost,
-// the session is ended (not left running) with its recording signed, and
-// the gate keeps serving.
-func TestTargetDiesMidSession(t *testing.T) {
+// TestTargetOrNetworkDiesMidSession: the target dies under a recorded
+// shell, then the client's connection is cut mid-upload, on one gate.
+func TestTargetOrNetworkDiesMidSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
 	env := startBastionEnv(t)
+	t.Run("target dies", func(t *testing.T) { targetDies(t, env) })
+	t.Run("network cut mid-transfer", func(t *testing.T) { networkCut(t, env) })
+}
+
+// targetDies kills the target's sshd processes serving a recorded shell:
+// the user is told the connection to the target was lost, the session is
+// ended (not left running) with its recording signed, and the gate keeps
+// serving.
+func targetDies(t *testing.T, env *bastionEnv) {
 	term := harness.StartTerminal(t, "ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
 	harness.WaitFor(t, 30*time.Second, "a shell prompt", term.Seen("#"))
 	term.Type("echo alive-$((2+3))\r")
@@ -139,15 +146,11 @@ func (zeros) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestNetworkCutMidTransfer kills the client's ssh processes (its TCP
-// connection to the bastion drops) in the middle of an upload through a
-// recorded target: the session ends with its recording closed and signed,
-// and the server's goroutines go back to where they were.
-func TestNetworkCutMidTransfer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	env := startBastionEnv(t)
+// networkCut kills the client's ssh processes (its TCP connection to the
+// bastion drops) in the middle of an upload through a recorded target: the
+// session ends with its recording closed and signed, and the server's
+// goroutines go back to where they were.
+func networkCut(t *testing.T, env *bastionEnv) {
 	ctx := ctxT(t, 60*time.Second)
 	// Warm up (first connection's one-time allocations), then measure.
 	if out, err := env.alice.SSH(ctx, "root", "web-1", "true"); err != nil {

@@ -41,6 +41,8 @@ type innerConn struct {
 	wg     sync.WaitGroup
 	// sessions counts the session channels (also in wg).
 	sessions sync.WaitGroup
+	// upGone is closed when the upstream connection has ended.
+	upGone chan struct{}
 }
 
 // sessionGoodbye bounds how long an ending inner connection waits for its
@@ -70,7 +72,7 @@ func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gos
 		return
 	}
 	go gossh.DiscardRequests(reqs)
-	ic := &innerConn{s: s, id: newID("s"), u: u, t: t}
+	ic := &innerConn{s: s, id: newID("s"), u: u, t: t, upGone: make(chan struct{})}
 	var authFail []string
 	var failMu sync.Mutex
 	conf := &gossh.ServerConfig{
@@ -157,6 +159,7 @@ func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gos
 		ic.startReverseChannels()
 		go func() {
 			_ = ic.up.Wait()
+			close(ic.upGone)
 			cancel(errTargetDown)
 		}()
 	}

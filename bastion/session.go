@@ -231,11 +231,37 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 	ss.finish()
 }
 
+// upstreamProbe bounds how long upstreamLost waits for a target's answer;
+// a target that answers later is taken as alive.
+const upstreamProbe = 2 * time.Second
+
 // upstreamLost reports whether the connection to the target is gone: a
 // request on a dead connection fails at once, a live target answers.
 func (ic *innerConn) upstreamLost() bool {
-	_, _, err := ic.up.SendRequest("keepalive@openssh.com", true, nil)
-	return err != nil
+	select {
+	case <-ic.upGone:
+		return true
+	default:
+	}
+	res := make(chan error, 1)
+	// Returns when the target answers or the connection closes, which
+	// terminate brings about before its ic.wg.Wait.
+	ic.wg.Add(1)
+	go func() {
+		defer ic.wg.Done()
+		_, _, err := ic.up.SendRequest("keepalive@openssh.com", true, nil)
+		res <- err
+	}()
+	t := time.NewTimer(upstreamProbe)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err != nil
+	case <-ic.upGone:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func userReason(err error) string {

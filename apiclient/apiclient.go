@@ -105,6 +105,9 @@ func (l *local) Do(ctx context.Context, method, path string, body, out any) erro
 	if err != nil {
 		return err
 	}
+	if req.Body == nil {
+		req.Body = http.NoBody // as a server hands it to handlers
+	}
 	var resp *http.Response
 	if l.h != nil {
 		rec := httptest.NewRecorder()

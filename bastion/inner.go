@@ -37,7 +37,15 @@ type innerConn struct {
 	upErr  error
 	ctx    context.Context
 	wg     sync.WaitGroup
+	// sessions counts the session channels (also in wg).
+	sessions sync.WaitGroup
+	// upGone is closed when the upstream connection has ended.
+	upGone chan struct{}
 }
+
+// sessionGoodbye bounds how long an ending inner connection waits for its
+// sessions to pass on why they end.
+const sessionGoodbye = 5 * time.Second
 
 var errTargetDown = errors.New("target unreachable")
 
@@ -62,7 +70,7 @@ func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gos
 		return
 	}
 	go gossh.DiscardRequests(reqs)
-	ic := &innerConn{s: s, id: newID("s"), u: u, t: t}
+	ic := &innerConn{s: s, id: newID("s"), u: u, t: t, upGone: make(chan struct{})}
 	var authFail []string
 	var failMu sync.Mutex
 	conf := &gossh.ServerConfig{
@@ -114,19 +122,42 @@ func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gos
 	ic.ctx = cctx
 	ic.up, ic.upErr = s.dialUpstream(cctx, u, t, ic.login, ic.id, ic.access)
 	// Ending the inner connection ends the upstream one too; the reverse
-	// channel loops (counted in ic.wg) only stop when it is closed.
-	context.AfterFunc(cctx, func() {
-		sc.Close()
+	// channel loops (counted in ic.wg) only stop when it is closed. The
+	// running sessions get to tell their users why (the target was lost,
+	// a revocation, shutdown) before the inner connection goes; a session
+	// whose client does not take the message is not waited for long.
+	watchDone := make(chan struct{})
+	stopWatch := context.AfterFunc(cctx, func() {
+		defer close(watchDone)
 		if ic.up != nil {
 			ic.up.Close()
 		}
+		sessionsDone := make(chan struct{})
+		go func() {
+			ic.sessions.Wait() // ends at the latest with terminate's ic.wg.Wait
+			close(sessionsDone)
+		}()
+		t := time.NewTimer(sessionGoodbye)
+		select {
+		case <-sessionsDone:
+		case <-t.C:
+		}
+		t.Stop()
+		sc.Close()
 	})
+	defer func() {
+		if stopWatch() {
+			close(watchDone)
+		}
+		<-watchDone
+	}()
 	if ic.upErr != nil {
 		s.log.Warn("upstream connection failed", "target", t.Name, "user", u.Name, "err", ic.upErr)
 	} else {
 		ic.startReverseChannels()
 		go func() {
 			_ = ic.up.Wait()
+			close(ic.upGone)
 			cancel(errTargetDown)
 		}()
 	}
@@ -139,8 +170,10 @@ func (s *Server) terminate(ctx context.Context, u *User, t config.Target, nc gos
 		switch nc.ChannelType() {
 		case "session":
 			ic.wg.Add(1)
+			ic.sessions.Add(1)
 			go func() {
 				defer ic.wg.Done()
+				defer ic.sessions.Done()
 				ic.session(nc)
 			}()
 		case "direct-tcpip":

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -134,10 +135,21 @@ func (s *Server) handleDirectTCPIP(srv *gliderssh.Server, conn *gossh.ServerConn
 			}
 		}()
 		fs := forwarders.Session{ID: newID("s"), User: u.Name, Groups: u.Groups, Roles: u.Roles, Grants: u.Grants, Source: u.Source}
-		if err := f.Serve(ctx, cc, fs, t); err != nil {
+		start := s.cfg.Clock()
+		err = f.Serve(ctx, cc, fs, t)
+		if err != nil {
 			s.log.Info("forwarder ended", "user", u.Name, "target", t.Name, "err", err)
 		}
 		ch.Close()
+		// The forwarder's session ends in the audit log with its cause
+		// (the client left, the target died, the gate ended it).
+		details := map[string]any{"kind": t.Kind, "bytes": cc.n.Load(), "duration": s.cfg.Clock().Sub(start).Round(time.Millisecond).String()}
+		if err != nil {
+			details["error"] = err.Error()
+		}
+		if _, aerr := s.cfg.Audit.Emit(context.WithoutCancel(ctx), audit.Event{Type: audit.ForwardEnd, User: u.Name, Target: t.Name, Session: fs.ID, Source: u.Source, Details: details}); aerr != nil {
+			s.log.Error("audit forward end", "err", aerr)
+		}
 	}
 }
 

@@ -71,6 +71,9 @@ type Config struct {
 	MaxStartups int
 	// LoginGraceTime bounds the handshake and authentication (default 30s).
 	LoginGraceTime time.Duration
+	// MaxChannels bounds the channels open at once on one connection
+	// (default 100); more are refused with ResourceShortage.
+	MaxChannels int
 	// HoldTimeout is how long a held command waits (default 5m).
 	HoldTimeout time.Duration
 	// UpstreamCertTTL is the life of certificates minted for targets (default 2m).
@@ -224,6 +227,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxStartups <= 0 {
 		cfg.MaxStartups = 100
 	}
+	if cfg.MaxChannels <= 0 {
+		cfg.MaxChannels = 100
+	}
 	if cfg.LoginGraceTime <= 0 {
 		cfg.LoginGraceTime = 30 * time.Second
 	}
@@ -246,8 +252,8 @@ func New(cfg Config) (*Server, error) {
 		ConnCallback:         s.connCallback,
 		ServerConfigCallback: s.serverConfig,
 		ChannelHandlers: map[string]gliderssh.ChannelHandler{
-			"session":      s.handleBastionSession,
-			"direct-tcpip": s.handleDirectTCPIP,
+			"session":      s.limitChannels(s.handleBastionSession),
+			"direct-tcpip": s.limitChannels(s.handleDirectTCPIP),
 		},
 		RequestHandlers: map[string]gliderssh.RequestHandler{
 			"tcpip-forward":        s.refuseGlobal,
@@ -314,6 +320,9 @@ type connState struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	channels        atomic.Int64 // open channels
+	chanLimitLogged atomic.Bool  // the refusal is logged once per connection
+
 	mu       sync.Mutex
 	authed   bool
 	users    map[string]*User // by key fingerprint
@@ -335,11 +344,45 @@ type ctxKey struct{ name string }
 
 var connKey = &ctxKey{"conn"}
 
-// trackedConn reports its close to the bastion.
+// trackedConn reports its close to the bastion and holds the login grace
+// deadline until the connection authenticates: gliderlabs/ssh resets the
+// deadline on every read and write (to none, without its own timeouts),
+// which would otherwise let an unauthenticated connection stay forever.
 type trackedConn struct {
 	net.Conn
 	once    sync.Once
 	onClose func()
+
+	mu    sync.Mutex
+	grace time.Time // zero once authenticated
+}
+
+func (t *trackedConn) capped(d time.Time) time.Time {
+	t.mu.Lock()
+	g := t.grace
+	t.mu.Unlock()
+	if !g.IsZero() && (d.IsZero() || d.After(g)) {
+		return g
+	}
+	return d
+}
+
+func (t *trackedConn) SetDeadline(d time.Time) error { return t.Conn.SetDeadline(t.capped(d)) }
+
+func (t *trackedConn) SetReadDeadline(d time.Time) error {
+	return t.Conn.SetReadDeadline(t.capped(d))
+}
+
+func (t *trackedConn) SetWriteDeadline(d time.Time) error {
+	return t.Conn.SetWriteDeadline(t.capped(d))
+}
+
+// endGrace lifts the login grace deadline (the user authenticated).
+func (t *trackedConn) endGrace() {
+	t.mu.Lock()
+	t.grace = time.Time{}
+	t.mu.Unlock()
+	_ = t.Conn.SetDeadline(time.Time{})
 }
 
 func (t *trackedConn) Close() error {
@@ -374,8 +417,9 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 	st := &connState{id: newID("c"), remote: remote, ip: ip, ctx: cctx, cancel: cancel, users: map[string]*User{}}
 	s.wg.Add(1)
 	s.track(st, true)
-	_ = conn.SetDeadline(s.cfg.Clock().Add(s.cfg.LoginGraceTime))
-	tc := &trackedConn{Conn: conn}
+	grace := time.Now().Add(s.cfg.LoginGraceTime) // a socket deadline: real time
+	_ = conn.SetDeadline(grace)
+	tc := &trackedConn{Conn: conn, grace: grace}
 	tc.onClose = func() {
 		st.mu.Lock()
 		authed, failures, user := st.authed, st.failures, st.user
@@ -430,7 +474,9 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 				st.mu.Unlock()
 				if first {
 					s.unauth.Add(-1)
-					_ = st.conn.SetDeadline(time.Time{})
+					if tc, ok := st.conn.(*trackedConn); ok {
+						tc.endGrace()
+					}
 				}
 			}
 		},
@@ -514,4 +560,27 @@ func (s *Server) recorderOptions() recorder.Options {
 		o.SyncObserver = s.cfg.Metrics.RecordingWrite
 	}
 	return o
+}
+
+// limitChannels refuses a channel beyond MaxChannels open at once on its
+// connection, so one connection cannot tie up unbounded goroutines and
+// buffers.
+func (s *Server) limitChannels(h gliderssh.ChannelHandler) gliderssh.ChannelHandler {
+	return func(srv *gliderssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx gliderssh.Context) {
+		st := stateOf(ctx)
+		if st == nil {
+			nc.Reject(gossh.Prohibited, "not authenticated")
+			return
+		}
+		if n := st.channels.Add(1); n > int64(s.cfg.MaxChannels) {
+			st.channels.Add(-1)
+			if st.chanLimitLogged.CompareAndSwap(false, true) {
+				s.log.Warn("channel refused: too many open channels on one connection", "remote", st.remote, "max_channels", s.cfg.MaxChannels)
+			}
+			nc.Reject(gossh.ResourceShortage, fmt.Sprintf("jumpgate: too many channels open on this connection (at most %d)", s.cfg.MaxChannels))
+			return
+		}
+		defer st.channels.Add(-1)
+		h(srv, conn, nc, ctx)
+	}
 }

@@ -156,7 +156,12 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 	outDone := make(chan struct{})
 	go func() {
 		copiers.Wait()
-		_ = ch.CloseWrite()
+		// The target's EOF is passed on as it comes. Output that ends
+		// because the target went away gets no EOF here, so that the
+		// gate's message can still follow it.
+		if !ic.upstreamLost() {
+			_ = ch.CloseWrite()
+		}
 		close(outDone)
 	}()
 	// User → target: stdin, through the line gate when interactive.
@@ -200,6 +205,10 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 		ss.mu.Unlock()
 		if exit != nil {
 			_, _ = ch.SendRequest(exit.Type, false, exit.Payload)
+		} else if ic.upstreamLost() {
+			// No exit status because the target went away: say so.
+			cancel(errTargetDown)
+			<-ended
 		}
 	case <-reqsDone: // the user closed the channel
 	case <-ctx.Done():
@@ -219,6 +228,39 @@ func (ic *innerConn) session(nc gossh.NewChannel) {
 		gate.close()
 	}
 	ss.finish()
+}
+
+// upstreamProbe bounds how long upstreamLost waits for a target's answer;
+// a target that answers later is taken as alive.
+const upstreamProbe = 2 * time.Second
+
+// upstreamLost reports whether the connection to the target is gone: a
+// request on a dead connection fails at once, a live target answers.
+func (ic *innerConn) upstreamLost() bool {
+	select {
+	case <-ic.upGone:
+		return true
+	default:
+	}
+	res := make(chan error, 1)
+	// Returns when the target answers or the connection closes, which
+	// terminate brings about before its ic.wg.Wait.
+	ic.wg.Add(1)
+	go func() {
+		defer ic.wg.Done()
+		_, _, err := ic.up.SendRequest("keepalive@openssh.com", true, nil)
+		res <- err
+	}()
+	t := time.NewTimer(upstreamProbe)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err != nil
+	case <-ic.upGone:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func userReason(err error) string {

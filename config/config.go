@@ -132,8 +132,18 @@ type Bastion struct {
 	Hostnames []string `yaml:"hostnames"`
 	// Enabled switches the bastion off when false (default true).
 	Enabled *bool `yaml:"enabled"`
-	// MaxStartups bounds unauthenticated connections (like sshd's).
+	// MaxStartups bounds unauthenticated connections (like sshd's): new
+	// connections beyond it are closed at once; authenticated users are
+	// not affected.
 	MaxStartups int `yaml:"max_startups"` // default 100
+	// LoginGraceTime closes a connection that has not authenticated within
+	// it (like sshd's), so idle unauthenticated connections free their
+	// MaxStartups slot.
+	LoginGraceTime Duration `yaml:"login_grace_time"` // default 30s
+	// MaxChannels bounds the channels open at once on one connection
+	// (sessions and forwards; like sshd's MaxSessions, for every channel
+	// type); more are refused with "resource shortage".
+	MaxChannels int `yaml:"max_channels"` // default 100
 	// IdleTimeout ends sessions without traffic (0: never).
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// HoldTimeout is how long a held command waits for approval.
@@ -313,6 +323,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Bastion.MaxStartups == 0 {
 		c.Bastion.MaxStartups = 100
+	}
+	if c.Bastion.LoginGraceTime == 0 {
+		c.Bastion.LoginGraceTime = Duration(30 * time.Second)
+	}
+	if c.Bastion.MaxChannels == 0 {
+		c.Bastion.MaxChannels = 100
 	}
 	if c.Bastion.HoldTimeout == 0 {
 		c.Bastion.HoldTimeout = Duration(5 * time.Minute)

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -542,9 +543,23 @@ func (w *Writer) Close() (Summary, error) {
 				w.fail("close index", err)
 			}
 		}
+		sum, size := hex.EncodeToString(w.hash.Sum(nil)), w.size
+		if w.err != nil && w.path != "" {
+			// A failed write (a full disk) may have left part of the
+			// buffer, and so a partial last line, in the file: cut the
+			// file back to its last complete event, so that it is a valid
+			// asciicast prefix, and sum what is really on disk, so that
+			// the signed hash matches the file.
+			// When that fails too, no hash is given rather than one of
+			// bytes that are not in the file.
+			var err error
+			if sum, size, err = salvage(w.path); err != nil {
+				sum, size = "", 0
+			}
+		}
 		w.summary = Summary{
-			SHA256:      hex.EncodeToString(w.hash.Sum(nil)),
-			Bytes:       w.size,
+			SHA256:      sum,
+			Bytes:       size,
 			OutputBytes: w.out.bytes,
 			InputBytes:  w.in.bytes,
 			Duration:    end,
@@ -580,4 +595,52 @@ func CheckWritable(dir string) error {
 		return fmt.Errorf("recorder: probe %s: %w: %w", dir, ErrWriteFailed, err)
 	}
 	return nil
+}
+
+// salvage truncates the recording at path after its last complete line
+// (the header at least stays when it reached the disk), fsyncs it and
+// returns the SHA-256 and size of what remains.
+func salvage(path string) (string, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("recorder: salvage %s: not a regular file", path)
+	}
+	end := st.Size()
+	// Scan backwards for the last newline.
+	buf := make([]byte, 64<<10)
+	keep := int64(0)
+	for off := end; off > 0 && keep == 0; {
+		n := int64(len(buf))
+		if off < n {
+			n = off
+		}
+		off -= n
+		if _, err := f.ReadAt(buf[:n], off); err != nil {
+			return "", 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			keep = off + int64(i) + 1
+		}
+	}
+	if keep != end {
+		if err := f.Truncate(keep); err != nil {
+			return "", 0, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, keep)); err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), keep, nil
 }

@@ -75,11 +75,18 @@ type bastionEnv struct {
 
 func startBastionEnv(t *testing.T, extraConfig ...string) *bastionEnv {
 	t.Helper()
+	return startBastionEnvWith(t, "", extraConfig...)
+}
+
+// startBastionEnvWith is startBastionEnv with more keys in the bastion
+// block (harness.ServerOptions.BastionExtra).
+func startBastionEnvWith(t *testing.T, bastionExtra string, extraConfig ...string) *bastionEnv {
+	t.Helper()
 	keys := harness.NewCAKeys(t)
 	sshd := keys.StartCertSSHD(t, []string{"web-1", "web-raw", "prod-1"})
 	idp := harness.StartIdP(t)
 	srv := harness.StartServer(t, harness.ServerOptions{
-		IdP: idp, Policy: bastionPolicy, ExtraConfig: keys.CAConfig("", "") + strings.Join(extraConfig, ""),
+		IdP: idp, Policy: bastionPolicy, ExtraConfig: keys.CAConfig("", "") + strings.Join(extraConfig, ""), BastionExtra: bastionExtra,
 		Targets: []harness.Target{
 			{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}},
 			{Name: "web-raw", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Record: boolp(false), Labels: map[string]string{"env": "test"}},

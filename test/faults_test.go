@@ -55,8 +55,11 @@ func TestCrashMidSession(t *testing.T) {
 		t.Fatal("shell session not listed")
 	}
 	cast := env.srv.MustJG(t, "sessions", "export", id)
-	if !strings.Contains(cast, "before-crash-2") {
+	if !strings.Contains(checkCast(t, cast), "before-crash-2") {
 		t.Fatalf("recording lost what was acknowledged before the crash:\n%s", cast)
+	}
+	if play := env.srv.MustJG(t, "replay", id, "--speed", "1000", "--idle-limit", "1ms"); !strings.Contains(play, "before-crash-2") {
+		t.Fatalf("replay of the interrupted session: %q", play)
 	}
 	env.srv.MustJG(t, "audit", "verify")
 	if ev := env.srv.MustJG(t, "audit", "list", "--json", "--type", "session.end"); !strings.Contains(ev, "interrupted") {

@@ -54,6 +54,13 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
+	// An existing file is checked before bbolt may write to it: a file it
+	// cannot read back whole is refused and left exactly as it is.
+	if st, err := os.Stat(path); err == nil {
+		if err := checkFile(path, st.Size()); err != nil {
+			return nil, err
+		}
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		switch {
@@ -64,6 +71,12 @@ func Open(path string) (*Store, error) {
 		default:
 			return nil, fmt.Errorf("boltstore: open %s: %w: %v", path, storage.ErrCorrupt, err)
 		}
+	}
+	// A deep check of the file before anything is written to it: a torn or
+	// tampered page shows up here rather than in the middle of a session.
+	if err := deepCheck(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: %s: %w: %v (restore it from a backup; it was not modified)", path, storage.ErrCorrupt, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMeta, bCerts, bKeyIDs, bRevoked, bAudit, bRequests, bSessions, bKV} {
@@ -76,17 +89,6 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
-	}
-	// A deep check of the file: a torn or tampered page shows up here rather
-	// than in the middle of a session.
-	if err := db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	}); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("boltstore: %s: %w: %v", path, storage.ErrCorrupt, err)
 	}
 	// Writers that arrive within 2ms share one fsynced transaction.
 	db.MaxBatchDelay = 2 * time.Millisecond

@@ -1,8 +1,10 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -115,5 +117,54 @@ func TestRequestsSessionsKV(t *testing.T) {
 	cs, err := s.CertsByKeyID(ctx, "alice/7")
 	if err != nil || len(cs) != 1 || cs[0].Serial != 7 {
 		t.Fatalf("CertsByKeyID exact match = %v %v", cs, err)
+	}
+}
+
+// TestOpenRefusesDamagedFiles: empty, truncated and overwritten stores are
+// refused with ErrCorrupt and left byte-for-byte as they were.
+func TestOpenRefusesDamagedFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	s, err := Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := s.PutKVIfAbsent(context.Background(), fmt.Sprintf("k%d", i), bytes.Repeat([]byte("v"), 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	orig, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := readMeta(orig)
+	if !ok {
+		t.Fatal("no meta page")
+	}
+	used := int(m.pgid) * int(m.pageSize)
+	for name, data := range map[string][]byte{
+		"empty":          {},
+		"first page":     orig[:100],
+		"half":           orig[:len(orig)/2],
+		"one page short": orig[:used-int(m.pageSize)],
+		"zeroed metas":   append(make([]byte, 8192), orig[8192:]...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, name+".db")
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := Open(p); !errors.Is(err, storage.ErrCorrupt) {
+				if err == nil {
+					st.Close()
+				}
+				t.Fatalf("Open = %v, want ErrCorrupt", err)
+			}
+			if b, _ := os.ReadFile(p); !bytes.Equal(b, data) {
+				t.Fatal("the damaged file was modified")
+			}
+		})
 	}
 }

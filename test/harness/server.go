@@ -29,6 +29,9 @@ type ServerOptions struct {
 	DataDir string
 	// ExtraConfig is appended to the config file.
 	ExtraConfig string
+	// BastionExtra are more keys of the bastion block, YAML flow style
+	// (e.g. "max_startups: 10, login_grace_time: 2s").
+	BastionExtra string
 }
 
 // Server is a running `jumpgate server`.
@@ -80,7 +83,11 @@ func prepareServer(t testing.TB, o ServerOptions) *Server {
 	if o.IdP != nil {
 		fmt.Fprintf(&b, "oidc: {issuer: %q, client_id: %q, ca_file: %q}\n", o.IdP.Issuer, o.IdP.ClientID, o.IdP.CAFile)
 	}
-	fmt.Fprintf(&b, "bastion: {hostnames: [127.0.0.1, localhost]}\npolicy_file: %s\ntargets:\n", s.PolicyFile)
+	bastion := "hostnames: [127.0.0.1, localhost]"
+	if o.BastionExtra != "" {
+		bastion += ", " + o.BastionExtra
+	}
+	fmt.Fprintf(&b, "bastion: {%s}\npolicy_file: %s\ntargets:\n", bastion, s.PolicyFile)
 	for _, tg := range o.Targets {
 		fmt.Fprintf(&b, "  - name: %s\n    kind: %s\n", tg.Name, tg.Kind)
 		if tg.Address != "" {

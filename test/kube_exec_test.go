@@ -3,11 +3,8 @@ package test
 import (
 	"context"
 	"encoding/json"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,31 +44,7 @@ func TestKubectlExecThroughBastion(t *testing.T) {
 	c.StartKubelet(t)
 	c.RunPod(t, "default", "box")
 	c.Kubectl(t, "", "create", "clusterrolebinding", "alice-admin", "--clusterrole=cluster-admin", "--user=alice@example.com")
-	u, _ := url.Parse(c.URL)
-	tokFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokFile, []byte(c.Token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	idp := harness.StartIdP(t)
-	srv := harness.StartServer(t, harness.ServerOptions{IdP: idp, Policy: kubeExecPolicy, Targets: []harness.Target{{
-		Name: "prod-k8s", Kind: "kubernetes", Address: u.Host,
-		Extra: "    ca_file: " + c.CAFile + "\n    credentials: {token_file: " + tokFile + "}\n",
-	}}})
-	alice := srv.Login(t, "alice")
-	lport := harness.FreePort(t)
-	_, port, _ := net.SplitHostPort(lport)
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	if out, err := alice.JG(t, "kube-config", "prod-k8s", "--port", port, "-o", kc); err != nil {
-		t.Fatalf("kube-config: %v %s", err, out)
-	}
-	harness.Start(t, nil, "ssh", "-F", alice.SSHConfig, "-N", "-o", "ExitOnForwardFailure=yes", "-L", port+":prod-k8s:443", "jumpgate")
-	harness.WaitFor(t, 30*time.Second, "the tunnel", func() bool {
-		c, err := net.DialTimeout("tcp", lport, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	srv, kc := kubeThroughBastion(t, c, kubeExecPolicy)
 	home := t.TempDir()
 	kubectl := func(websockets, stdin string, args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -69,6 +69,10 @@ type Config struct {
 	AuditKey ed25519.PrivateKey
 	// MaxStartups bounds connections that have not authenticated yet.
 	MaxStartups int
+	// PerSourceMaxStartups bounds the unauthenticated connections from one
+	// source address (sshd's PerSourceMaxStartups), so one address cannot
+	// take every MaxStartups slot (default 20; never above MaxStartups).
+	PerSourceMaxStartups int
 	// LoginGraceTime bounds the handshake and authentication (default 30s).
 	LoginGraceTime time.Duration
 	// MaxChannels bounds the channels open at once on one connection
@@ -106,7 +110,7 @@ type Server struct {
 	lim  *failLimiter
 	keys *hostKeys
 
-	unauth   atomic.Int64
+	unauth   startups
 	draining atomic.Bool
 
 	mu    sync.Mutex
@@ -227,6 +231,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxStartups <= 0 {
 		cfg.MaxStartups = 100
 	}
+	if cfg.PerSourceMaxStartups <= 0 {
+		cfg.PerSourceMaxStartups = 20
+	}
+	cfg.PerSourceMaxStartups = min(cfg.PerSourceMaxStartups, cfg.MaxStartups)
 	if cfg.MaxChannels <= 0 {
 		cfg.MaxChannels = 100
 	}
@@ -408,9 +416,12 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 		s.log.Warn("connection refused: too many authentication failures", "remote", remote)
 		return nil
 	}
-	if n := s.unauth.Add(1); n > int64(s.cfg.MaxStartups) {
-		s.unauth.Add(-1)
+	switch s.unauth.begin(ip, s.cfg.MaxStartups, s.cfg.PerSourceMaxStartups) {
+	case errTooManyStartups:
 		s.log.Warn("connection refused: too many unauthenticated connections", "remote", remote, "max_startups", s.cfg.MaxStartups)
+		return nil
+	case errTooManyFromSource:
+		s.log.Warn("connection refused: too many unauthenticated connections from one address", "remote", remote, "per_source_max_startups", s.cfg.PerSourceMaxStartups)
 		return nil
 	}
 	cctx, cancel := context.WithCancelCause(context.Background())
@@ -425,7 +436,7 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 		authed, failures, user := st.authed, st.failures, st.user
 		st.mu.Unlock()
 		if !authed {
-			s.unauth.Add(-1)
+			s.unauth.end(ip)
 			if len(failures) > 0 {
 				s.auditAuthFailure(st, failures)
 			}
@@ -473,7 +484,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 				st.authed = true
 				st.mu.Unlock()
 				if first {
-					s.unauth.Add(-1)
+					s.unauth.end(st.ip)
 					if tc, ok := st.conn.(*trackedConn); ok {
 						tc.endGrace()
 					}

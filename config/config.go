@@ -136,6 +136,10 @@ type Bastion struct {
 	// connections beyond it are closed at once; authenticated users are
 	// not affected.
 	MaxStartups int `yaml:"max_startups"` // default 100
+	// PerSourceMaxStartups bounds the unauthenticated connections from one
+	// address (like sshd's PerSourceMaxStartups), so one address cannot
+	// take every max_startups slot.
+	PerSourceMaxStartups int `yaml:"per_source_max_startups"` // default 20
 	// LoginGraceTime closes a connection that has not authenticated within
 	// it (like sshd's), so idle unauthenticated connections free their
 	// MaxStartups slot.
@@ -327,6 +331,9 @@ func (c *Config) SetDefaults() {
 	if c.Bastion.LoginGraceTime == 0 {
 		c.Bastion.LoginGraceTime = Duration(30 * time.Second)
 	}
+	if c.Bastion.PerSourceMaxStartups == 0 {
+		c.Bastion.PerSourceMaxStartups = min(20, c.Bastion.MaxStartups)
+	}
 	if c.Bastion.MaxChannels == 0 {
 		c.Bastion.MaxChannels = 100
 	}
@@ -367,6 +374,14 @@ func (c *Config) Validate() error {
 	}
 	if c.CA.UserCertTTL.D() < time.Minute {
 		add("ca.user_cert_ttl must be at least 1m")
+	}
+	for name, n := range map[string]int{"max_startups": c.Bastion.MaxStartups, "per_source_max_startups": c.Bastion.PerSourceMaxStartups, "max_channels": c.Bastion.MaxChannels} {
+		if n < 0 {
+			add("bastion.%s must not be negative", name)
+		}
+	}
+	if c.Bastion.PerSourceMaxStartups > c.Bastion.MaxStartups {
+		add("bastion.per_source_max_startups (%d) is above bastion.max_startups (%d)", c.Bastion.PerSourceMaxStartups, c.Bastion.MaxStartups)
 	}
 	for i, k := range c.CA.TrustedUserCAKeys {
 		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {

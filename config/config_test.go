@@ -39,7 +39,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen.SSH != ":2222" || c.Listen.HTTPS != ":8443" || c.Storage != "bolt" || c.CA.MaxUserCertTTL.D() != time.Hour || !c.RecordingsFailClosed() {
+	if c.Listen.SSH != ":2222" || c.Listen.HTTPS != ":8443" || c.Storage != "bolt" || c.CA.MaxUserCertTTL.D() != time.Hour || !c.RecordingsFailClosed() ||
+		c.Bastion.MaxStartups != 100 || c.Bastion.PerSourceMaxStartups != 20 || c.Bastion.MaxChannels != 100 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -60,6 +61,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"bad pg tls", base + "targets: [{name: db, kind: postgres, address: 'db:5432', tls: maybe}]\n", "tls"},
 		{"bad storage", base + "storage: mysql://x\n", "storage"},
 		{"tls half", base + "tls: {cert_file: a}\n", "tls"},
+		{"negative max_channels", base + "bastion: {max_channels: -1}\n", "max_channels must not be negative"},
+		{"per-source above total", base + "bastion: {max_startups: 10, per_source_max_startups: 11}\n", "per_source_max_startups (11) is above"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

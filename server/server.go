@@ -207,7 +207,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			HostSigner: hostSigner, Authority: core.Authority, Revocations: core.Revocations, Certs: core.Store,
 			Policy: core.Policy, Audit: core.Audit, Sessions: core.Store, Approvals: queue,
 			Targets: func() []config.Target { return *targets.Load() }, RecordingsDir: cfg.Recordings.Dir,
-			Recordings: core.Recordings, FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups,
+			Recordings: core.Recordings, FailClosed: cfg.RecordingsFailClosed(), AuditKey: core.AuditKey, MaxStartups: cfg.Bastion.MaxStartups, PerSourceMaxStartups: cfg.Bastion.PerSourceMaxStartups,
 			LoginGraceTime: cfg.Bastion.LoginGraceTime.D(), MaxChannels: cfg.Bastion.MaxChannels,
 			HoldTimeout: cfg.Bastion.HoldTimeout.D(), Metrics: m, Logger: log, Replica: replica, LocalShell: opts.LocalShell,
 			Grants: queue.Grants, Forwarders: map[string]forwarders.Forwarder{config.KindPostgres: pg, config.KindKubernetes: kf},

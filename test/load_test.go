@@ -128,6 +128,61 @@ func TestHandshakeFlood(t *testing.T) {
 	}
 }
 
+// TestHandshakeFloodFromOneAddress holds unauthenticated connections
+// from one address (127.0.0.2) beyond bastion.per_source_max_startups:
+// those beyond the per-address limit are dropped at once, and a user from
+// another address (127.0.0.1) still logs in while the flood's connections
+// are held open — one address cannot take every max_startups slot.
+func TestHandshakeFloodFromOneAddress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	const perSource, flood = 5, 30
+	env := startBastionEnvWith(t, "max_startups: 30, per_source_max_startups: 5, login_grace_time: 60s")
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	var wg sync.WaitGroup
+	var dropped, served atomic.Int64
+	conns := make([]net.Conn, 0, flood)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	})
+	for i := 0; i < flood; i++ {
+		c, err := d.Dial("tcp", env.srv.SSHAddr)
+		if err != nil {
+			t.Fatalf("dial %d from 127.0.0.2: %v", i, err)
+		}
+		conns = append(conns, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			if strings.HasPrefix(line, "SSH-2.0-") {
+				served.Add(1) // then held open until the test ends
+			} else {
+				dropped.Add(1)
+			}
+		}()
+	}
+	harness.WaitFor(t, 30*time.Second, "the connections beyond the per-address limit to be dropped", func() bool {
+		return dropped.Load() >= flood-perSource && served.Load() == perSource
+	})
+	// The flood holds its slots (login_grace_time is a minute); another
+	// address logs in meanwhile.
+	ctx := ctxT(t, 60*time.Second)
+	if out, err := env.dave.SSH(ctx, "root", "web-1", "echo beside-flood"); err != nil || !strings.Contains(out, "beside-flood") {
+		t.Fatalf("login from another address during the flood: %v %q", err, out)
+	}
+	if n := dropped.Load(); n != flood-perSource {
+		t.Fatalf("%d dropped, want %d", n, flood-perSource)
+	}
+	if !strings.Contains(env.srv.Proc.Out.String(), "too many unauthenticated connections from one address") {
+		t.Fatal("the drops were not logged")
+	}
+}
+
 // TestSlowlorisHTTPS holds many HTTPS connections open sending their
 // request headers a byte at a time (and more that never finish the TLS
 // handshake): the API keeps answering other clients, and the server closes

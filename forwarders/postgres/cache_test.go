@@ -103,7 +103,7 @@ func variant(q string, r *rand.Rand) string {
 func stripCached(sts []Statement) []Statement {
 	out := slices.Clone(sts)
 	for i := range out {
-		out[i].fingerprint, out[i].normalized = "", ""
+		out[i].fingerprint, out[i].normalized, out[i].boxes = "", "", nil
 	}
 	return out
 }

@@ -23,7 +23,7 @@ import (
 // processCost is what this process has spent so far: CPU time, heap
 // allocations and (on Linux) read and write system calls.
 type processCost struct {
-	cpu                  time.Duration
+	cpu, user            time.Duration
 	mallocs, bytes       uint64
 	readCalls, writeCall uint64
 }
@@ -35,6 +35,7 @@ func currentCost(b *testing.B) processCost {
 		b.Fatal(err)
 	}
 	c.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	c.user = time.Duration(ru.Utime.Nano())
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	c.mallocs, c.bytes = ms.Mallocs, ms.TotalAlloc
@@ -114,6 +115,7 @@ func BenchmarkStatementCost(b *testing.B) {
 				after := currentCost(b)
 				n := float64(clients * perClient)
 				b.ReportMetric(float64(after.cpu-before.cpu)/float64(time.Microsecond)/n, "cpu-us/stmt")
+				b.ReportMetric(float64(after.user-before.user)/float64(time.Microsecond)/n, "user-us/stmt")
 				b.ReportMetric(float64(after.mallocs-before.mallocs)/n, "allocs/stmt")
 				b.ReportMetric(float64(after.bytes-before.bytes)/n, "B/stmt")
 				b.ReportMetric(float64(after.readCalls-before.readCalls)/n, "reads/stmt")

@@ -55,6 +55,13 @@ type portal struct {
 	fields  []field // from Describe portal
 }
 
+// pendingSync and pendingClose stand for every Sync and Close: the server
+// loop changes only the pending answers of queries (idx, start).
+var (
+	pendingSync  = &pending{kind: 'S'}
+	pendingClose = &pending{kind: 'C'}
+)
+
 // pending is one client message whose response the upstream will send.
 type pending struct {
 	kind    byte // Q P B D E C S F
@@ -292,11 +299,18 @@ func (ss *session) clientMsg(typ byte, body []byte) error {
 		ss.mu.Lock()
 		st := ss.stmts[bm.stmt]
 		ss.mu.Unlock()
-		pt := &portal{stmt: st, formats: bm.results}
+		// The portal and its pending answer in one allocation.
+		bp := &struct {
+			p  pending
+			pt portal
+		}{}
+		pt := &bp.pt
+		pt.stmt, pt.formats = st, bm.results
 		ss.mu.Lock()
 		ss.portals[bm.portal] = pt
 		ss.mu.Unlock()
-		ss.push(&pending{kind: 'B', portal: pt})
+		bp.p = pending{kind: 'B', portal: pt}
+		ss.push(&bp.p)
 		return ss.forward(typ, body)
 	case 'D':
 		if len(body) < 2 {
@@ -334,11 +348,11 @@ func (ss *session) clientMsg(typ byte, body []byte) error {
 			delete(ss.portals, name)
 		}
 		ss.mu.Unlock()
-		ss.push(&pending{kind: 'C'})
+		ss.push(pendingClose)
 		return ss.forward(typ, body)
 	case 'S':
 		ss.discard = false
-		ss.push(&pending{kind: 'S'})
+		ss.push(pendingSync)
 		return ss.forward(typ, body)
 	case 'H':
 		return ss.forward(typ, body)
@@ -512,7 +526,12 @@ func (ss *session) parse(pm parseMsg, body []byte) error {
 		return ss.inject('P', "jumpgate: cannot insert multiple commands into a prepared statement", nil)
 	}
 	dec := decideAll(ss.rules().sql, sts)
-	ps := &prepStmt{name: pm.name, stmts: sts}
+	qa := &struct {
+		p  pending
+		ps prepStmt
+	}{}
+	ps := &qa.ps
+	ps.name, ps.stmts = pm.name, sts
 	switch dec.Action {
 	case policy.ActionBlock:
 		_, reason := ss.decide(dec, sts, "extended")
@@ -526,7 +545,8 @@ func (ss *session) parse(pm parseMsg, body []byte) error {
 	ss.mu.Lock()
 	ss.stmts[pm.name] = ps
 	ss.mu.Unlock()
-	ss.push(&pending{kind: 'P', stmt: ps})
+	qa.p = pending{kind: 'P', stmt: ps}
+	ss.push(&qa.p)
 	return ss.forward('P', body)
 }
 

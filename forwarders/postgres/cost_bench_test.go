@@ -26,6 +26,7 @@ type processCost struct {
 	cpu, user            time.Duration
 	mallocs, bytes       uint64
 	readCalls, writeCall uint64
+	switches             int64 // voluntary context switches: threads that slept
 }
 
 func currentCost(b *testing.B) processCost {
@@ -36,6 +37,7 @@ func currentCost(b *testing.B) processCost {
 	}
 	c.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	c.user = time.Duration(ru.Utime.Nano())
+	c.switches = ru.Nvcsw
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	c.mallocs, c.bytes = ms.Mallocs, ms.TotalAlloc
@@ -58,8 +60,9 @@ func currentCost(b *testing.B) processCost {
 
 // BenchmarkStatementCost runs a fixed number of pgbench transactions (4
 // clients) through each configuration and reports what this process spent
-// per statement: CPU time, heap allocations and bytes, read and write
-// system calls. Unlike TPS on a shared machine, these do not depend on
+// per statement: CPU time (all and user), heap allocations and bytes, read
+// and write system calls, and voluntary context switches (a thread of this
+// process went to sleep: the cost of waking goroutines). Unlike TPS on a shared machine, these do not depend on
 // what else runs; the relay row is the floor any relay pays. Only the
 // forwarder (or the relay) runs in this process: pgbench and PostgreSQL
 // are other processes.
@@ -120,6 +123,7 @@ func BenchmarkStatementCost(b *testing.B) {
 				b.ReportMetric(float64(after.bytes-before.bytes)/n, "B/stmt")
 				b.ReportMetric(float64(after.readCalls-before.readCalls)/n, "reads/stmt")
 				b.ReportMetric(float64(after.writeCall-before.writeCall)/n, "writes/stmt")
+				b.ReportMetric(float64(after.switches-before.switches)/n, "sleeps/stmt")
 			}
 		})
 	}

@@ -973,6 +973,7 @@ func (ss *session) serverLoop() error {
 				ss.complete(p, 'C', nil, "")
 			}
 			ss.pop()
+			ss.rowCount = 0
 			ss.plan, ss.planKnown, ss.copyPlan = nil, false, nil
 			if err := ss.checkParams(params); err != nil {
 				ss.fatal("0A000", "jumpgate: "+err.Error()+"; the connection is closed")
@@ -1137,10 +1138,16 @@ func (ss *session) handOffAudit() {
 	default:
 		ss.auditBuf = make([]auditRec, 0, min(2*len(batch), auditBatch))
 	}
+	// Prefer the send: when the session is ending, a batch that fits is
+	// still written.
 	select {
 	case ss.auditCh <- batch:
-	case <-ss.ctx.Done():
-		return
+	default:
+		select {
+		case ss.auditCh <- batch:
+		case <-ss.ctx.Done():
+			return
+		}
 	}
 	if len(ss.auditCh) > 1 && ss.auditN < auditWorkers {
 		ss.startAuditWorker()
@@ -1149,12 +1156,23 @@ func (ss *session) handOffAudit() {
 
 // Audit detail values boxed once.
 var (
-	anySimple    any = "simple"
-	anyExtended  any = "extended"
-	anyFunction  any = "function_call"
-	anyTrue      any = true
-	protocolsAny     = map[string]any{"simple": anySimple, "extended": anyExtended, "function_call": anyFunction}
+	anySimple   any = "simple"
+	anyExtended any = "extended"
+	anyFunction any = "function_call"
+	anyTrue     any = true
 )
+
+func protocolAny(p string) any {
+	switch p {
+	case "simple":
+		return anySimple
+	case "extended":
+		return anyExtended
+	case "function_call":
+		return anyFunction
+	}
+	return p
+}
 
 // event builds the sql.query event of rec.
 func (ss *session) event(rec auditRec) audit.Event {
@@ -1164,11 +1182,7 @@ func (ss *session) event(rec auditRec) audit.Event {
 		text, kinds, fp, norm, bx = rec.st.Text, rec.st.Kinds, rec.st.fingerprint, rec.st.normalized, rec.st.boxes
 	}
 	d := make(map[string]any, 8)
-	if p, ok := protocolsAny[rec.protocol]; ok {
-		d["protocol"] = p
-	} else {
-		d["protocol"] = rec.protocol
-	}
+	d["protocol"] = protocolAny(rec.protocol)
 	if bx != nil {
 		d["kinds"] = bx.kinds
 	} else {

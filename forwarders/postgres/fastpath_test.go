@@ -300,3 +300,47 @@ func TestAuditBatches(t *testing.T) {
 		seen[n] = true
 	}
 }
+
+// TestPreparedPlanReuse executes one prepared statement repeatedly, with
+// text and binary results: every execution is masked in its own format.
+func TestPreparedPlanReuse(t *testing.T) {
+	pg := pgtest.Start(t, pgtest.Options{})
+	pg.MustSQL(t, "SET ROLE "+pgtest.ScramUser+";"+seedSQL)
+	p, err := policy.Parse([]byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt := config.Target{Name: "orders-db", Kind: "postgres", Address: pg.Addr, Database: pgtest.Database, Credentials: config.Credentials{User: pgtest.TrustUser}, TLS: "disable"}
+	f := New(Config{Policy: policy.Static(p), Audit: nopAudit{}})
+	t.Cleanup(f.Close)
+	c := rawConnect(t, serve(t, f, sessionFor("dba"), tgt))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sd, err := c.Prepare(ctx, "s1", "SELECT id, ssn, name FROM customers WHERE id = $1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ExecStatement sends no Describe: the rows are placed by the
+	// statement's own description, as pgx's statement cache and pgbench -M
+	// prepared do.
+	for i, formats := range [][]int16{nil, nil, {1}, {1}, {0, 1, 0}, nil} {
+		res := c.ExecStatement(ctx, sd, [][]byte{[]byte("1")}, nil, formats).Read()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		row := res.Rows[0]
+		if got := string(row[1]); got != "***-**-****" {
+			t.Errorf("execution %d (formats %v): ssn %q", i, formats, got)
+		}
+		if got := string(row[2]); got != "Alice" {
+			t.Errorf("execution %d (formats %v): name %q", i, formats, got)
+		}
+		wantID := "1"
+		if len(formats) == 1 {
+			wantID = "\x00\x00\x00\x01"
+		}
+		if got := string(row[0]); got != wantID {
+			t.Errorf("execution %d (formats %v): id %q", i, formats, got)
+		}
+	}
+}

@@ -38,6 +38,22 @@ type prepStmt struct {
 	mu     sync.Mutex
 	fields []field // from Describe, nil until known
 	copy   *copyPlan
+	plan   stmtPlan // the last plan of its portals' rows
+}
+
+// stmtPlan is a prepared statement's mask plan, reused by the Executes of
+// its portals under the same rules, result formats and description while
+// the catalog entries it used are fresh.
+type stmtPlan struct {
+	rules   *sessRules
+	fields  []field
+	formats []int16
+	at      time.Time
+	plan    *rowPlan
+}
+
+func sameFields(a, b []field) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func (p *prepStmt) kinds() []string {
@@ -1010,10 +1026,22 @@ func (ss *session) planForCurrent() *rowPlan {
 	pt.mu.Lock()
 	fs := pt.fields
 	pt.mu.Unlock()
+	var st *Statement
+	if pt.stmt != nil && len(pt.stmt.stmts) > 0 {
+		st = &pt.stmt.stmts[0]
+	}
 	if fs == nil && pt.stmt != nil {
 		pt.stmt.mu.Lock()
-		sf := pt.stmt.fields
+		sf, sp := pt.stmt.fields, pt.stmt.plan
 		pt.stmt.mu.Unlock()
+		r := ss.rules()
+		if sf != nil && r.mask.Empty() {
+			return nil
+		}
+		if sf != nil && sp.plan != nil && sp.rules == r && sameFields(sp.fields, sf) && slices.Equal(sp.formats, pt.formats) &&
+			!p.start.Before(sp.at) && p.start.Sub(sp.at) < ss.f.cfg.CatalogTTL {
+			return sp.plan
+		}
 		if sf != nil {
 			fs = make([]field, len(sf))
 			copy(fs, sf)
@@ -1027,11 +1055,17 @@ func (ss *session) planForCurrent() *rowPlan {
 					fs[i].format = 0
 				}
 			}
+			plan, at, ok := ss.planFields(r, fs, derivedMask(r.mask, st))
+			if ok {
+				if at.IsZero() {
+					at = p.start
+				}
+				pt.stmt.mu.Lock()
+				pt.stmt.plan = stmtPlan{rules: r, fields: sf, formats: pt.formats, at: at, plan: plan}
+				pt.stmt.mu.Unlock()
+			}
+			return plan
 		}
-	}
-	var st *Statement
-	if pt.stmt != nil && len(pt.stmt.stmts) > 0 {
-		st = &pt.stmt.stmts[0]
 	}
 	if fs == nil {
 		if r := ss.rules(); !r.mask.Empty() {

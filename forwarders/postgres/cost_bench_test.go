@@ -103,6 +103,7 @@ func BenchmarkStatementCost(b *testing.B) {
 		{"jumpgate-S-prepared", plain, []string{"-S", "-M", "prepared"}},
 		{"relay-M", tunnel, []string{"-f", script}},
 		{"jumpgate-M", masked, []string{"-f", script}},
+		{"jumpgate-M-prepared", masked, []string{"-f", script, "-M", "prepared"}},
 	}
 	for _, run := range runs {
 		b.Run(run.name, func(b *testing.B) {

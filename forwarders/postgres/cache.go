@@ -35,8 +35,11 @@ type cacheEntry struct {
 	template bool
 	runs     []digitRun
 	spans    []span
-	prev     *cacheEntry
-	next     *cacheEntry
+	// tmplBoxes are the statements' boxes for a text other than text
+	// (template hits): without the text.
+	tmplBoxes []*stmtBoxes
+	prev      *cacheEntry
+	next      *cacheEntry
 }
 
 // digitRun is a run of digits replaced in a template.
@@ -67,12 +70,30 @@ func numContinues(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '.' || c == '$' || c >= 0x80
 }
 
+// tmplScratch holds the buffers of template computations, reused by one
+// session's client loop so a cache hit allocates only its result.
+type tmplScratch struct {
+	key  []byte
+	runs []digitRun
+}
+
 // template returns the cache key of q (its template) and the digit runs
 // replaced. Quoted strings, quoted identifiers and comments are skipped as
 // a matter of hit rate only: a run that is not an integer constant fails
 // the check before the template is stored.
 func template(q string) (string, []digitRun) {
-	var runs []digitRun
+	var sc tmplScratch
+	key, runs := sc.template(q)
+	if len(runs) == 0 {
+		return q, nil
+	}
+	return string(key), runs
+}
+
+// template is the package's template with its results in sc's buffers,
+// valid until the next call; without runs the key is q itself.
+func (sc *tmplScratch) template(q string) ([]byte, []digitRun) {
+	runs := sc.runs[:0]
 	for i := 0; i < len(q); {
 		c := q[i]
 		switch {
@@ -116,30 +137,42 @@ func template(q string) (string, []digitRun) {
 			i++
 		}
 	}
+	sc.runs = runs
 	if len(runs) == 0 {
-		return q, nil
+		return nil, nil
 	}
-	var b strings.Builder
-	b.Grow(len(q))
+	b := sc.key[:0]
 	last := 0
 	for _, r := range runs {
-		b.WriteString(q[last:r.start])
-		b.WriteByte(0)
+		b = append(b, q[last:r.start]...)
+		b = append(b, 0)
 		last = r.end
 	}
-	b.WriteString(q[last:])
-	return b.String(), runs
+	b = append(b, q[last:]...)
+	sc.key = b
+	return b, runs
 }
 
 // get returns the cached classification of q, with statement texts cut
 // from q.
 func (c *stmtCache) get(q string) ([]Statement, bool) {
+	return c.getWith(&tmplScratch{}, q)
+}
+
+// getWith is get with the caller's scratch buffers.
+func (c *stmtCache) getWith(sc *tmplScratch, q string) ([]Statement, bool) {
 	if c == nil || len(q) > maxCachedText {
 		return nil, false
 	}
-	key, runs := template(q)
+	key, runs := sc.template(q)
 	c.mu.Lock()
-	e, ok := c.m[key]
+	var e *cacheEntry
+	var ok bool
+	if len(runs) == 0 {
+		e, ok = c.m[q]
+	} else {
+		e, ok = c.m[string(key)]
+	}
 	if ok {
 		c.touch(e)
 	}
@@ -147,18 +180,20 @@ func (c *stmtCache) get(q string) ([]Statement, bool) {
 	if !ok {
 		return nil, false
 	}
-	out := make([]Statement, len(e.stmts))
-	copy(out, e.stmts)
 	switch {
 	case e.text == q:
+		// The entry's statements are immutable: share them.
+		return e.stmts, true
 	case e.template && len(runs) == len(e.runs):
+		out := make([]Statement, len(e.stmts))
+		copy(out, e.stmts)
 		for i, sp := range e.spans {
 			out[i].Text = strings.TrimSpace(q[mapOffset(sp.start, e.runs, runs):mapOffset(sp.end, e.runs, runs)])
+			out[i].boxes = e.tmplBoxes[i]
 		}
-	default:
-		return nil, false
+		return out, true
 	}
-	return out, true
+	return nil, false
 }
 
 // mapOffset maps an offset of the entry's text, at a token boundary, to the
@@ -189,6 +224,7 @@ func (c *stmtCache) put(q string, sts []Statement, info classInfo, log bool) {
 	}
 	e.stmts = make([]Statement, len(sts))
 	copy(e.stmts, sts)
+	e.tmplBoxes = make([]*stmtBoxes, len(sts))
 	for i := range e.stmts {
 		s := &e.stmts[i]
 		if fp, err := pg_query.Fingerprint(s.Text); err == nil {
@@ -205,6 +241,21 @@ func (c *stmtCache) put(q string, sts []Statement, info classInfo, log bool) {
 				}
 			}
 		}
+	}
+	for i := range e.stmts {
+		// Box the audit values once, for every event of this text.
+		s := &e.stmts[i]
+		tb := &stmtBoxes{kinds: s.Kinds}
+		if s.fingerprint != "" {
+			tb.fingerprint = s.fingerprint
+		}
+		if s.normalized != "" {
+			tb.normalized = s.normalized
+		}
+		e.tmplBoxes[i] = tb
+		full := *tb
+		full.text = s.Text
+		s.boxes = &full
 	}
 	size := 2*len(q) + 256
 	c.mu.Lock()
@@ -287,6 +338,14 @@ func (c *stmtCache) unlink(e *cacheEntry) {
 // classifyCached is Classify through the cache.
 func (c *stmtCache) classify(q string, prepared PreparedLookup, logLiterals bool) ([]Statement, error) {
 	if sts, ok := c.get(q); ok {
+		return sts, nil
+	}
+	return c.classifyWith(&tmplScratch{}, q, prepared, logLiterals)
+}
+
+// classifyWith is classify with the caller's scratch buffers.
+func (c *stmtCache) classifyWith(sc *tmplScratch, q string, prepared PreparedLookup, logLiterals bool) ([]Statement, error) {
+	if sts, ok := c.getWith(sc, q); ok {
 		return sts, nil
 	}
 	sts, info, err := classify(q, prepared)

@@ -103,15 +103,16 @@ func variant(q string, r *rand.Rand) string {
 func stripCached(sts []Statement) []Statement {
 	out := slices.Clone(sts)
 	for i := range out {
-		out[i].fingerprint, out[i].normalized = "", ""
+		out[i].fingerprint, out[i].normalized, out[i].boxes = "", "", nil
 	}
 	return out
 }
 
-// checkCached asserts the cache answers q exactly as the parser does.
-func checkCached(t *testing.T, c *stmtCache, q string) {
+// checkCached asserts the cache answers q exactly as the parser does; sc
+// is reused across calls, as a session reuses its scratch.
+func checkCached(t *testing.T, c *stmtCache, sc *tmplScratch, q string) {
 	t.Helper()
-	got, gerr := c.classify(q, nil, false)
+	got, gerr := c.classifyWith(sc, q, nil, false)
 	want, werr := Classify(q, nil)
 	if (gerr == nil) != (werr == nil) {
 		t.Fatalf("%q: cached error %v, parser error %v", q, gerr, werr)
@@ -120,6 +121,12 @@ func checkCached(t *testing.T, c *stmtCache, q string) {
 		t.Fatalf("%q: cached classification differs:\n got %+v\nwant %+v", q, got, want)
 	}
 	for _, s := range got {
+		if b := s.boxes; b != nil {
+			if !reflect.DeepEqual(b.kinds, any(s.Kinds)) || b.text != nil && b.text != any(s.Text) ||
+				b.fingerprint != nil && b.fingerprint != any(s.fingerprint) || b.normalized != nil && b.normalized != any(s.normalized) {
+				t.Fatalf("%q: boxed values %+v differ from the statement %+v", q, *b, s)
+			}
+		}
 		if s.fingerprint != "" {
 			if fp, err := pg_query.Fingerprint(s.Text); err != nil || fp != s.fingerprint {
 				t.Fatalf("%q: cached fingerprint %s, parser %s (%v)", s.Text, s.fingerprint, fp, err)
@@ -138,18 +145,20 @@ func TestStmtCacheMatchesParser(t *testing.T) {
 	for _, q := range cacheQueries {
 		t.Run(q, func(t *testing.T) {
 			c := newStmtCache(100, 1<<20)
-			checkCached(t, c, q) // miss, stored if reusable
-			checkCached(t, c, q) // exact hit
+			sc := &tmplScratch{}
+			checkCached(t, c, sc, q) // miss, stored if reusable
+			checkCached(t, c, sc, q) // exact hit
 			for i := 0; i < 20; i++ {
-				checkCached(t, c, variant(q, r))
+				checkCached(t, c, sc, variant(q, r))
 			}
 		})
 	}
 	t.Run("every query against every other through one cache", func(t *testing.T) {
 		c := newStmtCache(1000, 1<<20)
+		sc := &tmplScratch{}
 		for i := 0; i < 3; i++ {
 			for _, q := range cacheQueries {
-				checkCached(t, c, variant(q, r))
+				checkCached(t, c, sc, variant(q, r))
 			}
 		}
 	})
@@ -210,8 +219,8 @@ func TestStmtCacheAdversarial(t *testing.T) {
 	t.Run("numeric and integer constants differ", func(t *testing.T) {
 		c := newStmtCache(10, 1<<20)
 		classifyVia(c, "SELECT 1")
-		checkCached(t, c, "SELECT 9999999999")
-		checkCached(t, c, "SELECT 1.5")
+		checkCached(t, c, &tmplScratch{}, "SELECT 9999999999")
+		checkCached(t, c, &tmplScratch{}, "SELECT 1.5")
 	})
 }
 
@@ -275,7 +284,8 @@ func FuzzStmtCache(f *testing.F) {
 		}
 		r := rand.New(rand.NewPCG(seed, seed))
 		c := newStmtCache(10, 1<<20)
-		checkCached(t, c, q)
-		checkCached(t, c, variant(q, r))
+		sc := &tmplScratch{}
+		checkCached(t, c, sc, q)
+		checkCached(t, c, sc, variant(q, r))
 	})
 }

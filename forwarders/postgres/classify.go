@@ -39,6 +39,15 @@ type Statement struct {
 	// fingerprint and normalized (Text with constants replaced) are set on
 	// statements from the cache; empty means compute when needed.
 	fingerprint, normalized string
+	// boxes are the audit detail values of a cached statement, boxed once.
+	boxes *stmtBoxes
+}
+
+// stmtBoxes are a cached statement's audit detail values as interface
+// values, so events of a repeated statement do not box them again; nil
+// fields are not known.
+type stmtBoxes struct {
+	kinds, fingerprint, normalized, text any
 }
 
 // PreparedLookup returns the kinds of a prepared statement by name.

@@ -421,15 +421,21 @@ func (f *Forwarder) catalogFor(t config.Target) *catalog {
 	defer f.mu.Unlock()
 	c := f.catalogs[t.Name]
 	if c == nil {
-		c = &catalog{ttl: f.cfg.CatalogTTL, now: f.cfg.Clock, connect: func(ctx context.Context) (*pgconn.PgConn, error) {
-			cfg, err := f.pgConfig(t)
-			if err != nil {
-				return nil, err
-			}
-			cfg.RuntimeParams["application_name"] = "jumpgate-catalog"
-			return pgconn.ConnectConfig(ctx, cfg)
-		}}
+		c = f.newCatalog(t)
 		f.catalogs[t.Name] = c
 	}
 	return c
+}
+
+// newCatalog is apart from catalogFor so that the target the connect
+// function keeps is copied to the heap only when a catalog is made.
+func (f *Forwarder) newCatalog(t config.Target) *catalog {
+	return &catalog{ttl: f.cfg.CatalogTTL, now: f.cfg.Clock, connect: func(ctx context.Context) (*pgconn.PgConn, error) {
+		cfg, err := f.pgConfig(t)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RuntimeParams["application_name"] = "jumpgate-catalog"
+		return pgconn.ConnectConfig(ctx, cfg)
+	}}
 }

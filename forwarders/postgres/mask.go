@@ -154,7 +154,12 @@ func (d *detectors) apply(v []byte) ([]byte, bool) {
 		v = emailRE.ReplaceAllFunc(v, func(m []byte) []byte {
 			changed = true
 			at := bytes.LastIndexByte(m, '@')
-			return append(bytes.Repeat([]byte{'*'}, at), m[at:]...)
+			out := make([]byte, len(m))
+			for i := range at {
+				out[i] = '*'
+			}
+			copy(out[at:], m[at:])
+			return out
 		})
 	}
 	if d.iban && digits >= 6 {
@@ -180,8 +185,20 @@ func (d *detectors) apply(v []byte) ([]byte, bool) {
 
 // shapeMask replaces letters and digits with '*', keeping punctuation.
 func shapeMask(v []byte) []byte {
-	out := make([]byte, 0, len(v))
+	return appendShapeMask(make([]byte, 0, len(v)), v)
+}
+
+// appendShapeMask appends shapeMask(v) to out.
+func appendShapeMask(out, v []byte) []byte {
 	for len(v) > 0 {
+		if c := v[0]; c < utf8.RuneSelf {
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+				c = '*'
+			}
+			out = append(out, c)
+			v = v[1:]
+			continue
+		}
 		r, n := utf8.DecodeRune(v)
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			out = append(out, '*')
@@ -191,6 +208,19 @@ func shapeMask(v []byte) []byte {
 		v = v[n:]
 	}
 	return out
+}
+
+// shapeMasked reports whether a whole-masked value of this type and format
+// is shapeMask of itself.
+func shapeMasked(typ uint32, format int16) bool {
+	if format == 0 {
+		return textLike(typ) && typ != oidJSON && typ != oidJSONB
+	}
+	switch typ {
+	case oidText, oidVarchar, oidBpchar, oidName, oidUnknown, oidXML:
+		return true
+	}
+	return false
 }
 
 // colMask is what to do with one result column.
@@ -309,6 +339,14 @@ func (p *rowPlan) rewriteRow(dst, body []byte) ([]byte, error) {
 			c = p.cols[i]
 		} else {
 			c = colMask{whole: true}
+		}
+		if c.whole && shapeMasked(c.typ, c.format) {
+			// Mask straight into the row.
+			at := len(out)
+			out = appendShapeMask(append(out, 0, 0, 0, 0), v)
+			binary.BigEndian.PutUint32(out[at:], uint32(len(out)-at-4))
+			changed = true
+			continue
 		}
 		nv, null, ch := p.maskValue(c, v)
 		changed = changed || ch

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -37,6 +38,22 @@ type prepStmt struct {
 	mu     sync.Mutex
 	fields []field // from Describe, nil until known
 	copy   *copyPlan
+	plan   stmtPlan // the last plan of its portals' rows
+}
+
+// stmtPlan is a prepared statement's mask plan, reused by the Executes of
+// its portals under the same rules, result formats and description while
+// the catalog entries it used are fresh.
+type stmtPlan struct {
+	rules   *sessRules
+	fields  []field
+	formats []int16
+	at      time.Time
+	plan    *rowPlan
+}
+
+func sameFields(a, b []field) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 func (p *prepStmt) kinds() []string {
@@ -53,6 +70,13 @@ type portal struct {
 	mu      sync.Mutex
 	fields  []field // from Describe portal
 }
+
+// pendingSync and pendingClose stand for every Sync and Close: the server
+// loop changes only the pending answers of queries (idx, start).
+var (
+	pendingSync  = &pending{kind: 'S'}
+	pendingClose = &pending{kind: 'C'}
+)
 
 // pending is one client message whose response the upstream will send.
 type pending struct {
@@ -85,7 +109,8 @@ type session struct {
 	uw   *bufio.Writer // to the upstream; client loop only
 
 	mu          sync.Mutex
-	queue       []*pending
+	queue       []*pending // queue[qhead:] are awaiting answers
+	qhead       int
 	stmts       map[string]*prepStmt
 	portals     map[string]*portal
 	sqlPrep     map[string][]string // SQL-level PREPAREd statements → kinds
@@ -94,8 +119,14 @@ type session struct {
 	plan        *rowPlan // current result's plan (server loop)
 	planKnown   bool
 	copyPlan    *copyPlan // current COPY OUT plan (server loop)
-	auditCh     chan auditRec
+	auditCh     chan []auditRec
+	auditFree   chan []auditRec    // batches the writers are done with
+	auditBuf    []auditRec         // finished statements not yet handed off (server loop)
+	tags        map[string]tagInfo // command tags seen (server loop)
+	rowCount    int64              // DataRows of the current statement (server loop)
 	scratch     []byte
+	lastPlan    lastPlan    // server loop
+	tmpl        tmplScratch // client loop
 	rulesCur    atomic.Pointer[sessRules]
 	stmtNo      int64 // statements audited (server loop)
 	auditN      int   // audit writers started (server loop)
@@ -159,7 +190,8 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 		return err
 	}
 
-	ss.auditCh = make(chan auditRec, 1024)
+	ss.auditCh = make(chan []auditRec, 256)
+	ss.auditFree = make(chan []auditRec, 4)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	ss.startAuditWorker()
@@ -211,6 +243,14 @@ func (ss *session) fatal(code, msg string) {
 
 func (ss *session) push(p *pending) {
 	ss.mu.Lock()
+	if ss.qhead > 0 && ss.qhead == len(ss.queue) {
+		// Empty: reuse the array from its start.
+		ss.queue, ss.qhead = ss.queue[:0], 0
+	} else if ss.qhead >= 64 && ss.qhead >= len(ss.queue)/2 {
+		n := copy(ss.queue, ss.queue[ss.qhead:])
+		clear(ss.queue[n:])
+		ss.queue, ss.qhead = ss.queue[:n], 0
+	}
 	ss.queue = append(ss.queue, p)
 	ss.mu.Unlock()
 }
@@ -275,11 +315,18 @@ func (ss *session) clientMsg(typ byte, body []byte) error {
 		ss.mu.Lock()
 		st := ss.stmts[bm.stmt]
 		ss.mu.Unlock()
-		pt := &portal{stmt: st, formats: bm.results}
+		// The portal and its pending answer in one allocation.
+		bp := &struct {
+			p  pending
+			pt portal
+		}{}
+		pt := &bp.pt
+		pt.stmt, pt.formats = st, bm.results
 		ss.mu.Lock()
 		ss.portals[bm.portal] = pt
 		ss.mu.Unlock()
-		ss.push(&pending{kind: 'B', portal: pt})
+		bp.p = pending{kind: 'B', portal: pt}
+		ss.push(&bp.p)
 		return ss.forward(typ, body)
 	case 'D':
 		if len(body) < 2 {
@@ -317,11 +364,11 @@ func (ss *session) clientMsg(typ byte, body []byte) error {
 			delete(ss.portals, name)
 		}
 		ss.mu.Unlock()
-		ss.push(&pending{kind: 'C'})
+		ss.push(pendingClose)
 		return ss.forward(typ, body)
 	case 'S':
 		ss.discard = false
-		ss.push(&pending{kind: 'S'})
+		ss.push(pendingSync)
 		return ss.forward(typ, body)
 	case 'H':
 		return ss.forward(typ, body)
@@ -336,7 +383,7 @@ func (ss *session) clientMsg(typ byte, body []byte) error {
 		if ok, reason := ss.decide(dec, []Statement{st}, "simple"); !ok {
 			return ss.inject('Q', reason, nil)
 		}
-		ss.push(&pending{kind: 'F', stmt: &prepStmt{stmts: []Statement{st}}, start: ss.f.cfg.Clock()})
+		ss.push(&pending{kind: 'F', stmt: &prepStmt{stmts: []Statement{st}}, start: ss.now()})
 		return ss.forward(typ, body)
 	case 'X':
 		_ = ss.forward(typ, body)
@@ -362,13 +409,12 @@ func (ss *session) preparedLookup(name string) ([]string, bool) {
 // decide applies a decision; held statements wait here. It returns false
 // and the user-facing reason when the statement must not run.
 func (ss *session) decide(dec policy.Decision, sts []Statement, protocol string) (bool, string) {
-	text := joinTexts(sts)
 	switch dec.Action {
 	case policy.ActionBlock:
-		ss.emitNow(audit.SQLBlocked, map[string]any{"text": ss.auditText(text, protocol), "rule": dec.Rule, "reason": dec.Reason, "kinds": kindsOf(sts)})
+		ss.emitNow(audit.SQLBlocked, map[string]any{"text": ss.auditText(joinTexts(sts), protocol), "rule": dec.Rule, "reason": dec.Reason, "kinds": kindsOf(sts)})
 		return false, "jumpgate: " + dec.Reason
 	case policy.ActionReview:
-		return ss.hold(dec, text, protocol)
+		return ss.hold(dec, joinTexts(sts), protocol)
 	}
 	return true, ""
 }
@@ -438,12 +484,18 @@ func (ss *session) inject(kind byte, reason string, st *prepStmt) error {
 }
 
 func (ss *session) query(q string, body []byte) error {
-	sts, perr := ss.f.cache.classify(q, ss.preparedLookup, ss.f.cfg.LogLiterals)
+	sts, perr := ss.f.cache.classifyWith(&ss.tmpl, q, ss.preparedLookup, ss.f.cfg.LogLiterals)
 	if perr != nil {
 		ss.log.Debug("statement does not parse", "err", perr)
 	}
 	dec := decideAll(ss.rules().sql, sts)
-	ps := &prepStmt{stmts: sts}
+	// The statement and its pending answer in one allocation.
+	qa := &struct {
+		p  pending
+		ps prepStmt
+	}{}
+	ps := &qa.ps
+	ps.stmts = sts
 	if ok, reason := ss.decide(dec, sts, "simple"); !ok {
 		return ss.inject('Q', reason, ps)
 	}
@@ -462,7 +514,8 @@ func (ss *session) query(q string, body []byte) error {
 		}
 	}
 	ss.mu.Unlock()
-	ss.push(&pending{kind: 'Q', stmt: ps, start: ss.f.cfg.Clock()})
+	qa.p = pending{kind: 'Q', stmt: ps, start: ss.now()}
+	ss.push(&qa.p)
 	return ss.forward('Q', body)
 }
 
@@ -484,12 +537,17 @@ func policyStatements(sts []Statement) []policy.SQLStatement {
 }
 
 func (ss *session) parse(pm parseMsg, body []byte) error {
-	sts, _ := ss.f.cache.classify(pm.query, ss.preparedLookup, ss.f.cfg.LogLiterals)
+	sts, _ := ss.f.cache.classifyWith(&ss.tmpl, pm.query, ss.preparedLookup, ss.f.cfg.LogLiterals)
 	if len(sts) > 1 {
 		return ss.inject('P', "jumpgate: cannot insert multiple commands into a prepared statement", nil)
 	}
 	dec := decideAll(ss.rules().sql, sts)
-	ps := &prepStmt{name: pm.name, stmts: sts}
+	qa := &struct {
+		p  pending
+		ps prepStmt
+	}{}
+	ps := &qa.ps
+	ps.name, ps.stmts = pm.name, sts
 	switch dec.Action {
 	case policy.ActionBlock:
 		_, reason := ss.decide(dec, sts, "extended")
@@ -503,7 +561,8 @@ func (ss *session) parse(pm parseMsg, body []byte) error {
 	ss.mu.Lock()
 	ss.stmts[pm.name] = ps
 	ss.mu.Unlock()
-	ss.push(&pending{kind: 'P', stmt: ps})
+	qa.p = pending{kind: 'P', stmt: ps}
+	ss.push(&qa.p)
 	return ss.forward('P', body)
 }
 
@@ -513,7 +572,7 @@ func (ss *session) execute(name string, body []byte) error {
 	ss.mu.Unlock()
 	if pt == nil || pt.stmt == nil {
 		// The server reports the missing portal or statement itself.
-		ss.push(&pending{kind: 'E', portal: pt, start: ss.f.cfg.Clock()})
+		ss.push(&pending{kind: 'E', portal: pt, start: ss.now()})
 		return ss.forward('E', body)
 	}
 	if pt.stmt.held {
@@ -538,7 +597,7 @@ func (ss *session) execute(name string, body []byte) error {
 			}
 		}
 	}
-	ss.push(&pending{kind: 'E', portal: pt, stmt: pt.stmt, start: ss.f.cfg.Clock()})
+	ss.push(&pending{kind: 'E', portal: pt, stmt: pt.stmt, start: ss.now()})
 	return ss.forward('E', body)
 }
 
@@ -622,11 +681,17 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 // planFor computes the masks of a result described by fs.
 func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
 	r := ss.rules()
-	m := r.mask
-	if m.Empty() {
+	if r.mask.Empty() {
 		return nil
 	}
-	p := &rowPlan{cols: make([]colMask, len(fs)), det: r.det}
+	p, _, _ := ss.planFields(r, fs, derivedMask(r.mask, st))
+	return p
+}
+
+// derivedMask reports whether a computed column of st's result must be
+// masked whole: st names a masked column, or uses a masked table's row as a
+// value.
+func derivedMask(m policy.MaskSet, st *Statement) bool {
 	derived := false
 	if st != nil && m.HasColumns() {
 		for _, c := range st.Columns {
@@ -638,6 +703,55 @@ func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
 			}
 		}
 	}
+	return derived
+}
+
+// lastPlan is the mask plan of the last simple-protocol result, reused
+// while the same statement shape returns the same RowDescription (server
+// loop).
+type lastPlan struct {
+	rules   *sessRules
+	body    []byte // the RowDescription
+	derived bool
+	at      time.Time // the oldest catalog entry it used
+	plan    *rowPlan
+}
+
+// planForDesc is planFor for a RowDescription body, through lastPlan: a
+// plan is reused only under the same rules, for the same description and
+// derived-column decision, and while the catalog entries it used are fresh.
+func (ss *session) planForDesc(body []byte, st *Statement, now time.Time) (*rowPlan, error) {
+	r := ss.rules()
+	if r.mask.Empty() {
+		return nil, nil
+	}
+	derived := derivedMask(r.mask, st)
+	lp := &ss.lastPlan
+	if lp.plan != nil && lp.rules == r && lp.derived == derived && bytes.Equal(lp.body, body) &&
+		!now.Before(lp.at) && now.Sub(lp.at) < ss.f.cfg.CatalogTTL {
+		return lp.plan, nil
+	}
+	fs, err := decodeRowDesc(body)
+	if err != nil {
+		return nil, err
+	}
+	p, at, ok := ss.planFields(r, fs, derived)
+	if ok && len(body) <= 4096 {
+		if at.IsZero() {
+			at = now
+		}
+		*lp = lastPlan{rules: r, body: append(lp.body[:0], body...), derived: derived, at: at, plan: p}
+	}
+	return p, nil
+}
+
+// planFields computes the plan of the result fs under rules r; at is the
+// time of the oldest catalog entry used (zero: none), ok is false when a
+// lookup failed (the plan masks those columns whole).
+func (ss *session) planFields(r *sessRules, fs []field, derived bool) (plan *rowPlan, at time.Time, ok bool) {
+	m := r.mask
+	p := &rowPlan{cols: make([]colMask, len(fs)), det: r.det}
+	ok = true
 	var cat *catalog
 	for i, f := range fs {
 		c := colMask{typ: f.typeOID, format: f.format, patterns: p.det != nil}
@@ -658,15 +772,18 @@ func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
 			}
 			if err != nil {
 				ss.log.Warn("catalog lookup failed; masking the column", "err", err)
-				c.whole = true
+				c.whole, ok = true, false
 				break
 			}
-			col, ok := rel.cols[f.attnum]
-			c.whole = !ok || m.MaskColumn(rel.name, col) || derived && !ok
+			if at.IsZero() || rel.at.Before(at) {
+				at = rel.at
+			}
+			col, found := rel.cols[f.attnum]
+			c.whole = !found || m.MaskColumn(rel.name, col) || derived && !found
 		}
 		p.cols[i] = c
 	}
-	return p
+	return p, at, ok
 }
 
 // ---------------------------------------------------------------- upstream → client
@@ -674,20 +791,25 @@ func (ss *session) planFor(fs []field, st *Statement) *rowPlan {
 func (ss *session) front() *pending {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if len(ss.queue) == 0 {
+	if ss.qhead == len(ss.queue) {
 		return nil
 	}
-	return ss.queue[0]
+	return ss.queue[ss.qhead]
 }
 
 func (ss *session) pop() *pending {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if len(ss.queue) == 0 {
+	return ss.popLocked()
+}
+
+func (ss *session) popLocked() *pending {
+	if ss.qhead == len(ss.queue) {
 		return nil
 	}
-	p := ss.queue[0]
-	ss.queue = ss.queue[1:]
+	p := ss.queue[ss.qhead]
+	ss.queue[ss.qhead] = nil
+	ss.qhead++
 	return p
 }
 
@@ -695,24 +817,43 @@ func (ss *session) pop() *pending {
 func (ss *session) popUntilSync() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	for len(ss.queue) > 0 && ss.queue[0].kind != 'S' && ss.queue[0].kind != 'Q' && ss.queue[0].kind != 'F' {
-		ss.queue = ss.queue[1:]
+	for ss.qhead < len(ss.queue) {
+		if k := ss.queue[ss.qhead].kind; k == 'S' || k == 'Q' || k == 'F' {
+			break
+		}
+		ss.popLocked()
 	}
 }
 
-func (ss *session) toClient(typ byte, body []byte, r *msgReader) error {
+// toClient writes one message to the client and, when the upstream has
+// nothing more buffered (the next read would block), flushes what has
+// accumulated: the client gets the whole answer in one write, as the server
+// sent it.
+func (ss *session) toClient(typ byte, body []byte, forward bool, r *msgReader) error {
+	flush := r.r.Buffered() == 0
+	if !forward && !flush {
+		return nil
+	}
 	ss.cwMu.Lock()
-	err := writeMsg(ss.cw, typ, body)
-	if err == nil && r.r.Buffered() == 0 {
+	var err error
+	if forward {
+		err = writeMsg(ss.cw, typ, body)
+	}
+	if err == nil && flush {
 		err = ss.cw.Flush()
 	}
 	ss.cwMu.Unlock()
+	if flush || len(ss.auditBuf) >= auditBatch {
+		// After the client's write, off the answer's path.
+		ss.handOffAudit()
+	}
 	return err
 }
 
 func (ss *session) serverLoop() error {
 	r := newMsgReader(ss.up, ss.f.cfg.MaxServerMessageSize)
 	params := map[string]string{}
+	defer ss.handOffAudit()
 	for {
 		typ, body, err := r.next()
 		if err != nil {
@@ -744,40 +885,49 @@ func (ss *session) serverLoop() error {
 					ss.scratch = out
 				}
 			}
-			if p := ss.front(); p != nil {
-				p.rows++
-			}
+			ss.rowCount++
 		case 'd':
 			if ss.copyPlan != nil {
 				out = ss.copyPlan.rewriteCopy(body)
 			}
 		case 'T':
-			fs, err := decodeRowDesc(body)
-			if err != nil {
-				ss.fatal("08P01", "jumpgate: the database sent an invalid row description")
-				return err
-			}
+			// Fields matter only for masking: without masks they are not
+			// decoded (a described statement then has no fields, so an
+			// Execute after a reload that adds masks describes it again).
+			masks := !ss.masks().Empty()
 			p := ss.front()
+			var fs []field
+			if masks && p != nil && p.kind == 'D' {
+				if fs, err = decodeRowDesc(body); err != nil {
+					ss.fatal("08P01", "jumpgate: the database sent an invalid row description")
+					return err
+				}
+			}
 			switch {
 			case p != nil && p.kind == 'D':
 				ss.pop()
 				forward = !p.swallow
-				if p.stmt != nil {
+				if p.stmt != nil && fs != nil {
 					p.stmt.mu.Lock()
 					p.stmt.fields = fs
 					p.stmt.mu.Unlock()
 				}
-				if p.portal != nil {
+				if p.portal != nil && fs != nil {
 					p.portal.mu.Lock()
 					p.portal.fields = fs
 					p.portal.mu.Unlock()
 				}
-			case p != nil && p.kind == 'Q':
+			case p != nil && p.kind == 'Q' && masks:
 				var st *Statement
 				if p.stmt != nil && p.idx < len(p.stmt.stmts) {
 					st = &p.stmt.stmts[p.idx]
 				}
-				ss.plan, ss.planKnown = ss.planFor(fs, st), true
+				plan, err := ss.planForDesc(body, st, p.start)
+				if err != nil {
+					ss.fatal("08P01", "jumpgate: the database sent an invalid row description")
+					return err
+				}
+				ss.plan, ss.planKnown = plan, true
 			}
 		case 'n':
 			if p := ss.front(); p != nil && p.kind == 'D' {
@@ -814,10 +964,10 @@ func (ss *session) serverLoop() error {
 					ss.pop()
 				} else if p.kind == 'Q' {
 					p.idx++
-					p.rows = 0
-					p.start = ss.f.cfg.Clock()
+					p.start = ss.now()
 				}
 			}
+			ss.rowCount = 0
 			ss.plan, ss.planKnown, ss.copyPlan = nil, false, nil
 		case 'E':
 			p := ss.front()
@@ -829,6 +979,7 @@ func (ss *session) serverLoop() error {
 				_, msg := errorMessage(body)
 				ss.complete(p, typ, body, msg)
 			}
+			ss.rowCount = 0
 			ss.plan, ss.planKnown, ss.copyPlan = nil, false, nil
 			if p != nil && p.kind != 'Q' && p.kind != 'F' {
 				ss.popUntilSync()
@@ -838,6 +989,7 @@ func (ss *session) serverLoop() error {
 				ss.complete(p, 'C', nil, "")
 			}
 			ss.pop()
+			ss.rowCount = 0
 			ss.plan, ss.planKnown, ss.copyPlan = nil, false, nil
 			if err := ss.checkParams(params); err != nil {
 				ss.fatal("0A000", "jumpgate: "+err.Error()+"; the connection is closed")
@@ -854,17 +1006,8 @@ func (ss *session) serverLoop() error {
 			ss.fatal("08P01", "jumpgate: the database sent an unexpected message")
 			return fmt.Errorf("postgres: unexpected upstream message %q", typ)
 		}
-		if forward {
-			if err := ss.toClient(typ, out, r); err != nil {
-				return err
-			}
-		} else if r.r.Buffered() == 0 {
-			ss.cwMu.Lock()
-			err := ss.cw.Flush()
-			ss.cwMu.Unlock()
-			if err != nil {
-				return err
-			}
+		if err := ss.toClient(typ, out, forward, r); err != nil {
+			return err
 		}
 	}
 }
@@ -883,10 +1026,22 @@ func (ss *session) planForCurrent() *rowPlan {
 	pt.mu.Lock()
 	fs := pt.fields
 	pt.mu.Unlock()
+	var st *Statement
+	if pt.stmt != nil && len(pt.stmt.stmts) > 0 {
+		st = &pt.stmt.stmts[0]
+	}
 	if fs == nil && pt.stmt != nil {
 		pt.stmt.mu.Lock()
-		sf := pt.stmt.fields
+		sf, sp := pt.stmt.fields, pt.stmt.plan
 		pt.stmt.mu.Unlock()
+		r := ss.rules()
+		if sf != nil && r.mask.Empty() {
+			return nil
+		}
+		if sf != nil && sp.plan != nil && sp.rules == r && sameFields(sp.fields, sf) && slices.Equal(sp.formats, pt.formats) &&
+			!p.start.Before(sp.at) && p.start.Sub(sp.at) < ss.f.cfg.CatalogTTL {
+			return sp.plan
+		}
 		if sf != nil {
 			fs = make([]field, len(sf))
 			copy(fs, sf)
@@ -900,11 +1055,17 @@ func (ss *session) planForCurrent() *rowPlan {
 					fs[i].format = 0
 				}
 			}
+			plan, at, ok := ss.planFields(r, fs, derivedMask(r.mask, st))
+			if ok {
+				if at.IsZero() {
+					at = p.start
+				}
+				pt.stmt.mu.Lock()
+				pt.stmt.plan = stmtPlan{rules: r, fields: sf, formats: pt.formats, at: at, plan: plan}
+				pt.stmt.mu.Unlock()
+			}
+			return plan
 		}
-	}
-	var st *Statement
-	if pt.stmt != nil && len(pt.stmt.stmts) > 0 {
-		st = &pt.stmt.stmts[0]
 	}
 	if fs == nil {
 		if r := ss.rules(); !r.mask.Empty() {
@@ -925,13 +1086,52 @@ type auditRec struct {
 	at        time.Time // when the statement finished
 	dur       time.Duration
 	rows      int64
-	n         int64 // statement number within the session
-	tag       []byte
+	n         int64   // statement number within the session
+	tag       tagInfo // tag.tag nil: none
 	suspended bool
 	errMsg    string
 }
 
-// complete audits one finished statement.
+// tagInfo is a CommandComplete tag, boxed once for the audit events of a
+// session: statements repeat their tags ("SELECT 1").
+type tagInfo struct {
+	tag     any // string
+	rows    int64
+	hasRows bool
+}
+
+// maxTags bounds a session's tag cache.
+const maxTags = 256
+
+// tagOf returns the tag of a CommandComplete body (server loop).
+func (ss *session) tagOf(body []byte) tagInfo {
+	b := body
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	if ti, ok := ss.tags[string(b)]; ok {
+		return ti
+	}
+	tag := string(b)
+	ti := tagInfo{tag: tag}
+	if i := strings.LastIndexByte(tag, ' '); i >= 0 {
+		if n, err := strconv.ParseInt(tag[i+1:], 10, 64); err == nil {
+			ti.rows, ti.hasRows = n, true
+		}
+	}
+	if ss.tags == nil {
+		ss.tags = map[string]tagInfo{}
+	}
+	if len(ss.tags) < maxTags {
+		ss.tags[tag] = ti
+	}
+	return ti
+}
+
+func (ss *session) now() time.Time { return ss.f.cfg.Clock() }
+
+// complete records one finished statement for the audit log; the server
+// loop hands the records off after writing to the client.
 func (ss *session) complete(p *pending, typ byte, body []byte, errMsg string) {
 	rec := auditRec{protocol: "extended"}
 	switch {
@@ -946,64 +1146,125 @@ func (ss *session) complete(p *pending, typ byte, body []byte, errMsg string) {
 	default:
 		return
 	}
-	rec.at = ss.f.cfg.Clock()
-	rec.dur, rec.rows, rec.errMsg, rec.suspended = rec.at.Sub(p.start), p.rows, errMsg, typ == 's'
+	rec.at = ss.now()
+	rec.dur, rec.rows, rec.errMsg, rec.suspended = rec.at.Sub(p.start), ss.rowCount, errMsg, typ == 's'
 	if typ == 'C' && len(body) > 0 {
-		rec.tag = append([]byte(nil), body...)
+		rec.tag = ss.tagOf(body)
 	}
 	ss.stmtNo++
 	rec.n = ss.stmtNo
+	ss.auditBuf = append(ss.auditBuf, rec)
+}
+
+// auditBatch is the most records the server loop keeps before handing them
+// off (it hands them off at every flush to the client anyway).
+const auditBatch = 64
+
+// handOffAudit passes the finished statements to the audit writers, one
+// channel send per batch (server loop).
+func (ss *session) handOffAudit() {
+	if len(ss.auditBuf) == 0 {
+		return
+	}
+	batch := ss.auditBuf
 	select {
-	case ss.auditCh <- rec:
-	case <-ss.ctx.Done():
+	case ss.auditBuf = <-ss.auditFree:
+	default:
+		ss.auditBuf = make([]auditRec, 0, min(2*len(batch), auditBatch))
+	}
+	// Prefer the send: when the session is ending, a batch that fits is
+	// still written.
+	select {
+	case ss.auditCh <- batch:
+	default:
+		select {
+		case ss.auditCh <- batch:
+		case <-ss.ctx.Done():
+			return
+		}
 	}
 	if len(ss.auditCh) > 1 && ss.auditN < auditWorkers {
 		ss.startAuditWorker()
 	}
 }
 
+// Audit detail values boxed once.
+var (
+	anySimple   any = "simple"
+	anyExtended any = "extended"
+	anyFunction any = "function_call"
+	anyTrue     any = true
+)
+
+func protocolAny(p string) any {
+	switch p {
+	case "simple":
+		return anySimple
+	case "extended":
+		return anyExtended
+	case "function_call":
+		return anyFunction
+	}
+	return p
+}
+
 // event builds the sql.query event of rec.
 func (ss *session) event(rec auditRec) audit.Event {
 	text, kinds, fp, norm := rec.text, rec.kinds, "", ""
+	var bx *stmtBoxes
 	if rec.st != nil {
-		text, kinds, fp, norm = rec.st.Text, rec.st.Kinds, rec.st.fingerprint, rec.st.normalized
+		text, kinds, fp, norm, bx = rec.st.Text, rec.st.Kinds, rec.st.fingerprint, rec.st.normalized, rec.st.boxes
 	}
-	d := map[string]any{"protocol": rec.protocol, "kinds": kinds, "statement": rec.n,
-		"duration_ms": float64(rec.dur.Microseconds()) / 1000, "rows": rec.rows}
-	if rec.tag != nil {
-		tag, _, _ := cstr(rec.tag)
-		d["tag"] = tag
-		if i := strings.LastIndexByte(tag, ' '); i >= 0 {
-			if n, err := strconv.ParseInt(tag[i+1:], 10, 64); err == nil {
-				d["rows"] = n
-			}
+	d := make(map[string]any, 8)
+	d["protocol"] = protocolAny(rec.protocol)
+	if bx != nil {
+		d["kinds"] = bx.kinds
+	} else {
+		d["kinds"] = kinds
+	}
+	d["statement"] = rec.n
+	d["duration_ms"] = float64(rec.dur.Microseconds()) / 1000
+	d["rows"] = rec.rows
+	if rec.tag.tag != nil {
+		d["tag"] = rec.tag.tag
+		if rec.tag.hasRows {
+			d["rows"] = rec.tag.rows
 		}
 	}
 	if rec.suspended {
-		d["suspended"] = true
+		d["suspended"] = anyTrue
 	}
 	if rec.errMsg != "" {
 		d["error"] = rec.errMsg
 	}
-	if fp == "" {
+	switch {
+	case bx != nil && bx.fingerprint != nil:
+		d["fingerprint"] = bx.fingerprint
+	case fp != "":
+		d["fingerprint"] = fp
+	default:
 		if f, err := pg_query.Fingerprint(text); err == nil {
-			fp = f
+			d["fingerprint"] = f
 		}
 	}
-	if fp != "" {
-		d["fingerprint"] = fp
-	}
-	if norm != "" && !ss.f.cfg.LogLiterals && rec.protocol != "extended" {
-		d["text"] = norm
-	} else {
+	switch {
+	case norm != "" && !ss.f.cfg.LogLiterals && rec.protocol != "extended":
+		if bx != nil && bx.normalized != nil {
+			d["text"] = bx.normalized
+		} else {
+			d["text"] = norm
+		}
+	case bx != nil && bx.text != nil && (ss.f.cfg.LogLiterals || rec.protocol == "extended"):
+		d["text"] = bx.text
+	default:
 		d["text"] = ss.auditText(text, rec.protocol)
 	}
 	return audit.Event{Time: rec.at, Type: audit.SQLQuery, User: ss.s.User, Target: ss.t.Name, Session: ss.s.ID, Source: ss.s.Source, Details: d}
 }
 
 // auditWorkers bounds the goroutines of one session writing sql.query
-// events at once. The first is started with the session; complete starts
-// another while events queue up. Several writers let a store that
+// events at once. The first is started with the session; handOffAudit
+// starts another while batches queue up. Several writers let a store that
 // coalesces concurrent writers (boltstore's Batch) commit many events in
 // one transaction; their order in the chain may then differ within that
 // window, so each event carries the time its statement finished and its
@@ -1023,19 +1284,27 @@ func (ss *session) startAuditWorker() {
 // auditWorker writes sql.query events off the relay path; a failed write
 // closes the session (fail closed for every later statement).
 func (ss *session) auditWorker() {
-	for rec := range ss.auditCh {
-		if ss.auditFailed.Load() {
-			continue // drain: the session is closing
-		}
-		if _, err := ss.f.cfg.Audit.Emit(context.WithoutCancel(ss.ctx), ss.event(rec)); err != nil {
-			ss.mu.Lock()
-			ss.auditBad = err
-			ss.mu.Unlock()
-			if ss.auditFailed.CompareAndSwap(false, true) {
-				ss.log.Error("audit write failed; closing the session", "err", err)
-				ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
-				ss.cancel(err)
+	ctx := context.WithoutCancel(ss.ctx)
+	for batch := range ss.auditCh {
+		for _, rec := range batch {
+			if ss.auditFailed.Load() {
+				break // drain: the session is closing
 			}
+			if _, err := ss.f.cfg.Audit.Emit(ctx, ss.event(rec)); err != nil {
+				ss.mu.Lock()
+				ss.auditBad = err
+				ss.mu.Unlock()
+				if ss.auditFailed.CompareAndSwap(false, true) {
+					ss.log.Error("audit write failed; closing the session", "err", err)
+					ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
+					ss.cancel(err)
+				}
+			}
+		}
+		clear(batch)
+		select {
+		case ss.auditFree <- batch[:0]:
+		default:
 		}
 	}
 }

@@ -56,10 +56,10 @@ func (m *msgReader) next() (byte, []byte, error) {
 
 // writeMsg appends one message to w.
 func writeMsg(w *bufio.Writer, typ byte, body []byte) error {
-	var h [5]byte
-	h[0] = typ
-	binary.BigEndian.PutUint32(h[1:], uint32(len(body)+4))
-	if _, err := w.Write(h[:]); err != nil {
+	// The header goes straight into w's buffer (a local array would
+	// escape through w.Write: one allocation per message).
+	h := binary.BigEndian.AppendUint32(append(w.AvailableBuffer(), typ), uint32(len(body)+4))
+	if _, err := w.Write(h); err != nil {
 		return err
 	}
 	_, err := w.Write(body)

@@ -28,7 +28,7 @@ import (
 // TokenVerifier verifies OIDC ID tokens.
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (identity.Identity, error)
-	MarkUsed(raw string, expiry time.Time) error
+	MarkUsed(ctx context.Context, raw string, expiry time.Time) error
 }
 
 // Caller is an identity authenticated by its SSH certificate (CLI calls).
@@ -205,6 +205,7 @@ const (
 	reasonNoToken    = "no_token"
 	reasonBadToken   = "invalid_token"
 	reasonReplay     = "token_replayed"
+	reasonLedger     = "token_ledger_unavailable"
 	reasonIdPDown    = "idp_unavailable"
 	reasonNoRole     = "no_role"
 	reasonBadRequest = "bad_request"
@@ -279,8 +280,12 @@ func (a *API) handleCertificate(w http.ResponseWriter, r *http.Request) {
 		a.fail(ctx, w, r, apiErr(http.StatusForbidden, "no role in policy grants you access", nil), id.Username, reasonNoRole)
 		return
 	}
-	if err := a.Tokens.MarkUsed(raw, id.Expiry); err != nil {
-		a.fail(ctx, w, r, classify(err), id.Username, reasonReplay)
+	if err := a.Tokens.MarkUsed(ctx, raw, id.Expiry); err != nil {
+		reason := reasonReplay
+		if errors.Is(err, identity.ErrLedger) {
+			reason = reasonLedger
+		}
+		a.fail(ctx, w, r, classify(err), id.Username, reason)
 		return
 	}
 	principals := pol.Logins(pid)

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -305,6 +306,29 @@ func TestReplayedTokenRefused(t *testing.T) {
 	}
 	if rec := e.post(t, tok, map[string]string{"public_key": edKey(t)}); rec.Code != 401 {
 		t.Fatalf("replay %d %s", rec.Code, rec.Body)
+	}
+}
+
+// downLedger is a shared used-token record that cannot be written.
+type downLedger struct{}
+
+func (downLedger) MarkTokenUsed(context.Context, string, time.Time) (bool, error) {
+	return false, errors.New("connection refused")
+}
+
+// TestTokenLedgerDownFailsClosed: when the replicas' shared record of used
+// tokens cannot be written, no certificate is issued (503), and the
+// refusal is audited with its reason.
+func TestTokenLedgerDownFailsClosed(t *testing.T) {
+	e := newAPIEnv(t)
+	e.api.Tokens.(*identity.Verifier).ShareUsed(downLedger{})
+	rec := e.post(t, e.idp.sign(t, e.idp.base("alice", "engineering"), "k1", nil), map[string]string{"public_key": edKey(t)})
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "cannot record") {
+		t.Fatalf("ledger down: %d %s", rec.Code, rec.Body)
+	}
+	evs, _, _ := audit.List(context.Background(), e.store, audit.Filter{Type: audit.AuthFailed})
+	if len(evs) == 0 || evs[len(evs)-1].Details["reason"] != "token_ledger_unavailable" {
+		t.Fatalf("auth.failed events: %+v", evs)
 	}
 }
 

@@ -39,6 +39,8 @@ func classify(err error) *Error {
 		return ae
 	case errors.Is(err, identity.ErrUnavailable):
 		return apiErr(http.StatusServiceUnavailable, "the identity provider cannot be reached; try again shortly", err)
+	case errors.Is(err, identity.ErrLedger):
+		return apiErr(http.StatusServiceUnavailable, "the certificate authority cannot record the token's use right now; try again shortly", err)
 	case errors.Is(err, identity.ErrReplay):
 		return apiErr(http.StatusUnauthorized, "this ID token was already used; log in again", err)
 	case errors.Is(err, identity.ErrInvalidToken):

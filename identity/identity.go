@@ -28,7 +28,15 @@ var (
 	ErrUnavailable = errors.New("identity: identity provider unavailable")
 	// ErrReplay: the token was already traded for a certificate. HTTP 401.
 	ErrReplay = errors.New("identity: token already used")
+	// ErrLedger: the shared record of used tokens cannot be written, so
+	// the token is not accepted (fail closed). HTTP 503.
+	ErrLedger = errors.New("identity: the record of used tokens cannot be written")
 )
+
+// Ledger records used tokens across replicas (storage.TokenLedger).
+type Ledger interface {
+	MarkTokenUsed(ctx context.Context, key string, expires time.Time) (fresh bool, err error)
+}
 
 // Identity is a verified caller.
 type Identity struct {
@@ -72,10 +80,17 @@ type Verifier struct {
 	issuers []*issuer
 	clock   func() time.Time
 
+	ledger Ledger // nil: this process's record is the only one
+
 	mu        sync.Mutex
 	used      map[string]time.Time
 	lastSweep time.Time
 }
+
+// ShareUsed makes MarkUsed also record tokens in l, shared by every
+// replica, so a token is accepted once across all of them. Call it before
+// the verifier is used.
+func (v *Verifier) ShareUsed(l Ledger) { v.ledger = l }
 
 // New builds a verifier. Discovery happens lazily at the first token, and is
 // retried on later tokens while the IdP is unreachable.
@@ -251,13 +266,15 @@ func (v *Verifier) verifyWith(ctx context.Context, is *issuer, raw string) (Iden
 }
 
 // MarkUsed records that raw was traded for a certificate and refuses it the
-// second time, for as long as the token is valid.
-func (v *Verifier) MarkUsed(raw string, expiry time.Time) error {
+// second time (ErrReplay), for as long as the token is valid. With a shared
+// ledger the refusal holds across replicas; a ledger that cannot be written
+// refuses the token (ErrLedger).
+func (v *Verifier) MarkUsed(ctx context.Context, raw string, expiry time.Time) error {
 	sum := sha256.Sum256([]byte(raw))
 	k := hex.EncodeToString(sum[:])
+	until := expiry.Add(time.Minute)
 	now := v.clock()
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	// Forget expired tokens at most every 10 seconds: a sweep on every
 	// call would cost O(tokens in flight) per certificate.
 	if len(v.used) > 4096 && now.Sub(v.lastSweep) > 10*time.Second {
@@ -269,8 +286,26 @@ func (v *Verifier) MarkUsed(raw string, expiry time.Time) error {
 		}
 	}
 	if exp, ok := v.used[k]; ok && now.Before(exp) {
+		v.mu.Unlock()
 		return ErrReplay
 	}
-	v.used[k] = expiry.Add(time.Minute)
+	if v.ledger == nil {
+		v.used[k] = until
+		v.mu.Unlock()
+		return nil
+	}
+	v.mu.Unlock()
+	// The ledger decides between replicas (and between two requests with
+	// the same token here): one statement, one fresh answer.
+	fresh, err := v.ledger.MarkTokenUsed(ctx, k, until)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrLedger, err)
+	}
+	v.mu.Lock()
+	v.used[k] = until
+	v.mu.Unlock()
+	if !fresh {
+		return ErrReplay
+	}
 	return nil
 }

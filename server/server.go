@@ -115,6 +115,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if l, ok := core.Store.(storage.TokenLedger); ok {
+		verifier.ShareUsed(l) // replicas share one record of used ID tokens
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

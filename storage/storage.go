@@ -182,3 +182,13 @@ type SerialMarker interface {
 	// SerialFloor makes every later serial greater than n.
 	SerialFloor(ctx context.Context, n uint64) error
 }
+
+// TokenLedger is implemented by backends that several replicas share: it
+// records the ID tokens traded for certificates, so a token is accepted
+// once across all replicas. (bbolt has one process by its file lock; that
+// process's own record is enough.)
+type TokenLedger interface {
+	// MarkTokenUsed records key (a hash of the token) until expires; fresh
+	// is false when key is recorded already and has not expired.
+	MarkTokenUsed(ctx context.Context, key string, expires time.Time) (fresh bool, err error)
+}

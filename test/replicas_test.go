@@ -1,17 +1,23 @@
 package test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/jumpgate/jumpgate/storage"
 	"github.com/jumpgate/jumpgate/test/harness"
@@ -46,7 +52,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 		Targets:     []harness.Target{{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}}}}
 	srvs := harness.StartServers(t, opts, opts, opts)
 	a, b, c := srvs[0], srvs[1], srvs[2]
-	if out, err := pg.SuperSQL("jumpgate", "SELECT count(*) FROM schema_migrations"); err != nil || !strings.Contains(out, "2") {
+	if out, err := pg.SuperSQL("jumpgate", "SELECT count(*) FROM schema_migrations"); err != nil || !strings.Contains(out, "3") {
 		t.Fatalf("migrations after three concurrent starts: %v %q", err, out)
 	}
 	aliceA := a.Login(t, "alice")
@@ -58,6 +64,19 @@ func TestReplicasOnPostgres(t *testing.T) {
 	for _, name := range []string{"B", "C"} {
 		if out, err := alice[name].SSH(ctx, "root", "web-1", "echo via-"+name); err != nil || !strings.Contains(out, "via-"+name) {
 			t.Fatalf("A's certificate at %s: %v %q", name, err, out)
+		}
+	}
+
+	// An ID token is traded for a certificate once across the replicas:
+	// the same token at A and then at B and C.
+	tok := idp.Token(t, "dave")
+	for i, s := range []*harness.Server{a, b, c} {
+		code, body := postCertificate(t, s, tok)
+		if want := map[bool]int{true: 200, false: 401}[i == 0]; code != want {
+			t.Fatalf("the same ID token at replica %d: HTTP %d, want %d: %s", i, code, want, body)
+		}
+		if i > 0 && !strings.Contains(body, "already used") {
+			t.Fatalf("replay at replica %d: %s", i, body)
 		}
 	}
 
@@ -297,4 +316,32 @@ func TestRecordingChunksFailClosed(t *testing.T) {
 		t.Fatal("the cause was not logged")
 	}
 	srv.MustJG(t, "audit", "verify")
+}
+
+// postCertificate asks s for a certificate with the ID token tok and a
+// fresh ed25519 key, and returns the HTTP status and body.
+func postCertificate(t *testing.T, s *harness.Server, tok string) (int, string) {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{"public_key": string(ssh.MarshalAuthorizedKey(sp))})
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/ssh/certificates", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := harness.TLSClient(t, s.CAFile).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,9 +36,15 @@ type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	delay  time.Duration
+
+	tokenMu    sync.Mutex
+	tokenSwept time.Time // last sweep of expired used_tokens rows
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store       = (*Store)(nil)
+	_ storage.TokenLedger = (*Store)(nil)
+)
 
 // requestsChannel is the NOTIFY channel carrying changed request ids.
 const requestsChannel = "jumpgate_requests"

@@ -118,13 +118,66 @@ func (l *Log) Emit(ctx context.Context, e Event) (Event, error) {
 // the event part of its own storage transaction (an issued certificate and
 // its cert.issued event are written together).
 func (l *Log) EmitWith(ctx context.Context, e Event, appendFn func(context.Context, storage.AuditBuilder) (storage.AuditRecord, error)) (Event, error) {
+	if err := l.prepare(&e); err != nil {
+		return e, err
+	}
+	rec, err := appendFn(ctx, builder(&e))
+	if err != nil {
+		l.logger.Error("audit write failed", "type", e.Type, "user", e.User, "err", err)
+		return e, fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	e.Seq, e.Hash = rec.Seq, rec.Hash
+	if l.OnAppend != nil {
+		l.OnAppend(e)
+	}
+	return e, nil
+}
+
+// EmitBatch appends events in order, in one durable write where the store
+// can (storage.BatchAppender): all are appended or none. A busy forwarder
+// hands its finished statements over this way, one commit per batch.
+func (l *Log) EmitBatch(ctx context.Context, events []Event) ([]Event, error) {
+	ba, ok := l.store.(storage.BatchAppender)
+	if !ok {
+		for i := range events {
+			e, err := l.Emit(ctx, events[i])
+			if err != nil {
+				return events[:i], err
+			}
+			events[i] = e
+		}
+		return events, nil
+	}
+	builds := make([]storage.AuditBuilder, len(events))
+	for i := range events {
+		if err := l.prepare(&events[i]); err != nil {
+			return nil, err
+		}
+		builds[i] = builder(&events[i])
+	}
+	recs, err := ba.AppendAuditBatch(ctx, builds)
+	if err != nil {
+		l.logger.Error("audit write failed", "events", len(events), "type", events[0].Type, "err", err)
+		return nil, fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	for i := range events {
+		events[i].Seq, events[i].Hash = recs[i].Seq, recs[i].Hash
+		if l.OnAppend != nil {
+			l.OnAppend(events[i])
+		}
+	}
+	return events, nil
+}
+
+// prepare checks e and fills in its id, time and details.
+func (l *Log) prepare(e *Event) error {
 	if e.Type == "" {
-		return e, fmt.Errorf("%w: event has no type", ErrWrite)
+		return fmt.Errorf("%w: event has no type", ErrWrite)
 	}
 	if e.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return e, fmt.Errorf("%w: %v", ErrWrite, err)
+			return fmt.Errorf("%w: %v", ErrWrite, err)
 		}
 		e.ID = id.String()
 	}
@@ -135,19 +188,16 @@ func (l *Log) EmitWith(ctx context.Context, e Event, appendFn func(context.Conte
 	if e.Details == nil {
 		e.Details = map[string]any{}
 	}
-	rec, err := appendFn(ctx, func(seq uint64, prev string) ([]byte, string, error) {
+	return nil
+}
+
+// builder seals e at the sequence number and after the hash the store
+// gives it.
+func builder(e *Event) storage.AuditBuilder {
+	return func(seq uint64, prev string) ([]byte, string, error) {
 		e.Seq, e.PrevHash = seq, prev
-		return Seal(&e)
-	})
-	if err != nil {
-		l.logger.Error("audit write failed", "type", e.Type, "user", e.User, "err", err)
-		return e, fmt.Errorf("%w: %w", ErrWrite, err)
+		return Seal(e)
 	}
-	e.Seq, e.Hash = rec.Seq, rec.Hash
-	if l.OnAppend != nil {
-		l.OnAppend(e)
-	}
-	return e, nil
 }
 
 // Seal computes e.Hash over e (with PrevHash and Seq set) and returns the

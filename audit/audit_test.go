@@ -42,6 +42,51 @@ func TestChainConcurrentAndVerify(t *testing.T) {
 	}
 }
 
+// TestEmitBatchInterleaved: batches and single events from several
+// goroutines make one chain; a batch's events are consecutive and in order.
+func TestEmitBatchInterleaved(t *testing.T) {
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := New(s, nil, nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				evs := []Event{{Type: SQLQuery, User: "alice", Details: map[string]any{"i": 0}}, {Type: SQLQuery, User: "alice", Details: map[string]any{"i": 1}}, {Type: SQLQuery, User: "alice", Details: map[string]any{"i": 2}}}
+				out, err := l.EmitBatch(ctx, evs)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for j := 1; j < len(out); j++ {
+					if out[j].Seq != out[j-1].Seq+1 || out[j].PrevHash != out[j-1].Hash {
+						t.Errorf("batch not consecutive: %d after %d", out[j].Seq, out[j-1].Seq)
+					}
+				}
+				if _, err := l.Emit(ctx, Event{Type: CertIssued, User: "bob"}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n, err := Verify(ctx, s); err != nil || n != 4*20*4 {
+		t.Fatalf("Verify = %d, %v", n, err)
+	}
+	if _, err := l.EmitBatch(ctx, []Event{{Type: SQLQuery}, {}}); !errors.Is(err, ErrWrite) {
+		t.Fatalf("a batch with an untyped event: %v", err)
+	}
+	if n, err := Verify(ctx, s); err != nil || n != 4*20*4 {
+		t.Fatalf("a refused batch left records: %d, %v", n, err)
+	}
+}
+
 // tamperStore returns stored records with one modified, as an attacker with
 // write access to the store would.
 type tamperStore struct {

@@ -192,3 +192,12 @@ type TokenLedger interface {
 	// is false when key is recorded already and has not expired.
 	MarkTokenUsed(ctx context.Context, key string, expires time.Time) (fresh bool, err error)
 }
+
+// BatchAppender is implemented by backends that append several audit
+// records in one durable write (one transaction, one fsync): a busy
+// forwarder's events cost one commit per batch, not one per event.
+type BatchAppender interface {
+	// AppendAuditBatch appends one record per builder, in order, all or
+	// none.
+	AppendAuditBatch(ctx context.Context, builds []AuditBuilder) ([]AuditRecord, error)
+}

@@ -1285,27 +1285,71 @@ func (ss *session) startAuditWorker() {
 // closes the session (fail closed for every later statement).
 func (ss *session) auditWorker() {
 	ctx := context.WithoutCancel(ss.ctx)
+	failed := func(err error) {
+		ss.mu.Lock()
+		ss.auditBad = err
+		ss.mu.Unlock()
+		if ss.auditFailed.CompareAndSwap(false, true) {
+			ss.log.Error("audit write failed; closing the session", "err", err)
+			ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
+			ss.cancel(err)
+		}
+	}
+	batcher, _ := ss.f.cfg.Audit.(forwarders.BatchAuditor)
+	var events []audit.Event
+	var batches [][]auditRec
 	for batch := range ss.auditCh {
-		for _, rec := range batch {
-			if ss.auditFailed.Load() {
-				break // drain: the session is closing
+		// Take whatever else is queued already: while this writer waited
+		// on the last commit, the session went on.
+		batches = append(batches[:0], batch)
+	more:
+		for n := len(batch); n < 8*auditBatch; {
+			select {
+			case b, ok := <-ss.auditCh:
+				if !ok {
+					break more
+				}
+				batches = append(batches, b)
+				n += len(b)
+			default:
+				break more
 			}
-			if _, err := ss.f.cfg.Audit.Emit(ctx, ss.event(rec)); err != nil {
-				ss.mu.Lock()
-				ss.auditBad = err
-				ss.mu.Unlock()
-				if ss.auditFailed.CompareAndSwap(false, true) {
-					ss.log.Error("audit write failed; closing the session", "err", err)
-					ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
-					ss.cancel(err)
+		}
+		events = events[:0]
+		switch {
+		case ss.auditFailed.Load():
+			// drain: the session is closing
+		case batcher != nil:
+			// Everything taken in one durable write: one commit for the
+			// statements of several flushes.
+			for _, b := range batches {
+				for _, rec := range b {
+					events = append(events, ss.event(rec))
+				}
+			}
+			if _, err := batcher.EmitBatch(ctx, events); err != nil {
+				failed(err)
+			}
+			clear(events)
+		default:
+		emit:
+			for _, b := range batches {
+				for _, rec := range b {
+					if _, err := ss.f.cfg.Audit.Emit(ctx, ss.event(rec)); err != nil {
+						failed(err)
+						break emit
+					}
 				}
 			}
 		}
-		clear(batch)
-		select {
-		case ss.auditFree <- batch[:0]:
-		default:
+		for _, b := range batches {
+			clear(b)
+			select {
+			case ss.auditFree <- b[:0]:
+			default:
+			}
 		}
+		clear(batches)
 	}
 }
 

@@ -45,7 +45,10 @@ type Store struct {
 	highSerial uint64 // exclusive upper bound of the reserved block
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store         = (*Store)(nil)
+	_ storage.BatchAppender = (*Store)(nil)
+)
 
 // Open opens (creating if absent) the bbolt file at path. A file locked by
 // another process yields storage.ErrLocked; a file that is not a bbolt
@@ -279,6 +282,27 @@ func (s *Store) AppendAudit(ctx context.Context, build storage.AuditBuilder) (st
 		return storage.AuditRecord{}, fmt.Errorf("boltstore: append audit: %w", err)
 	}
 	return rec, nil
+}
+
+// AppendAuditBatch appends a record per builder in one transaction (bbolt
+// may still group it with other writers' into one commit).
+func (s *Store) AppendAuditBatch(ctx context.Context, builds []storage.AuditBuilder) ([]storage.AuditRecord, error) {
+	var recs []storage.AuditRecord
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		recs = recs[:0] // bbolt may run a batched function again alone
+		for _, build := range builds {
+			rec, err := appendAudit(tx, build)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: append audit: %w", err)
+	}
+	return recs, nil
 }
 
 func appendAudit(tx *bolt.Tx, build storage.AuditBuilder) (storage.AuditRecord, error) {

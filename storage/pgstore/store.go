@@ -42,8 +42,9 @@ type Store struct {
 }
 
 var (
-	_ storage.Store       = (*Store)(nil)
-	_ storage.TokenLedger = (*Store)(nil)
+	_ storage.Store         = (*Store)(nil)
+	_ storage.TokenLedger   = (*Store)(nil)
+	_ storage.BatchAppender = (*Store)(nil)
 )
 
 // requestsChannel is the NOTIFY channel carrying changed request ids.
@@ -255,6 +256,26 @@ func (s *Store) AppendAudit(ctx context.Context, build storage.AuditBuilder) (st
 		return storage.AuditRecord{}, fmt.Errorf("pgstore: append audit: %w", err)
 	}
 	return rec, nil
+}
+
+// AppendAuditBatch appends a record per builder in one transaction.
+func (s *Store) AppendAuditBatch(ctx context.Context, builds []storage.AuditBuilder) ([]storage.AuditRecord, error) {
+	var recs []storage.AuditRecord
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		recs = recs[:0]
+		for _, build := range builds {
+			rec, err := appendAudit(ctx, tx, build)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: append audit: %w", err)
+	}
+	return recs, nil
 }
 
 // appendAudit locks the tip row, so concurrent appends on every replica

@@ -392,6 +392,18 @@ func TestAuditChainLinearAcrossReplicas(t *testing.T) {
 				for n := 0; n < perWriter; n++ {
 					var err error
 					e := audit.Event{Type: audit.Exec, User: fmt.Sprintf("r%d-g%d", i, g), Details: map[string]any{"n": n}}
+					if n%7 == 3 {
+						// And batches: consecutive in the one chain.
+						evs := []audit.Event{e, e, e}
+						if _, err = log.EmitBatch(ctx, evs); err != nil {
+							t.Error(err)
+							return
+						}
+						if evs[1].Seq != evs[0].Seq+1 || evs[2].PrevHash != evs[1].Hash {
+							t.Errorf("batch not consecutive: %d %d %d", evs[0].Seq, evs[1].Seq, evs[2].Seq)
+						}
+						continue
+					}
 					if n%5 == 0 {
 						// Mix in certificate issuance, which appends in its own transaction.
 						serial, serr := s.NextSerial(ctx)
@@ -415,13 +427,19 @@ func TestAuditChainLinearAcrossReplicas(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	const total = 2 * 4 * perWriter
+	batches := 0
+	for n := 0; n < perWriter; n++ {
+		if n%7 == 3 {
+			batches++
+		}
+	}
+	total := 2 * 4 * (perWriter + 2*batches) // a batch is three events
 	n, err := audit.Verify(ctx, stores[0])
 	if err != nil || n != total {
 		t.Fatalf("verify = %d, %v; want %d events in one chain", n, err, total)
 	}
-	recs, err := stores[1].AuditRange(ctx, total-1, 0)
-	if err != nil || len(recs) != 2 || recs[0].Seq != total-1 || recs[1].Seq != total {
+	recs, err := stores[1].AuditRange(ctx, uint64(total-1), 0)
+	if err != nil || len(recs) != 2 || recs[0].Seq != uint64(total-1) || recs[1].Seq != uint64(total) {
 		t.Fatalf("tail = %v %v", recs, err)
 	}
 	if recs, err := stores[1].AuditRange(ctx, 1, 7); err != nil || len(recs) != 7 || recs[6].Seq != 7 {

@@ -161,6 +161,14 @@ func (s *Server) Terminate(id string, reason error) error {
 	return nil
 }
 
+// IsLive reports whether session id runs on this server.
+func (s *Server) IsLive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.live[id]
+	return ok
+}
+
 // TerminateWhere ends every running session of user to target and returns
 // their ids.
 func (s *Server) TerminateWhere(user, target string, reason error) []string {

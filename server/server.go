@@ -219,6 +219,18 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return err
 		}
 		ready.SSHAddr = sshLn.Addr().String()
+		// A session ended from another replica's console or API ends here.
+		if ps, ok := core.Store.(*pgstore.Store); ok {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = ps.ListenTerminations(runCtx, func(id, by string) {
+					if err := bas.Terminate(id, fmt.Errorf("ended by %s from the web console", by)); err == nil {
+						log.Info("session ended at another replica's request", "session", id, "by", by)
+					}
+				})
+			}()
+		}
 	}
 
 	// HTTPS API.
@@ -247,13 +259,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		c, err := web.New(web.Config{Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, Scopes: cfg.OIDC.Scopes,
 			UsernameClaim: cfg.OIDC.UsernameClaim, GroupsClaim: cfg.OIDC.GroupsClaim, HTTPClient: idpClient, API: api, Logger: log,
 			Terminate: func(ctx context.Context, id, by string) error {
-				if bas == nil {
-					return bastion.ErrNoSuchSession
-				}
-				if _, err := core.Audit.Emit(ctx, audit.Event{Type: audit.SessionTerminated, User: by, Session: id}); err != nil {
-					return err
-				}
-				return bas.Terminate(id, fmt.Errorf("ended by %s from the web console", by))
+				return terminate(ctx, core, bas, replica, id, by)
 			}})
 		if err != nil {
 			return err
@@ -541,4 +547,29 @@ func securityHeaders(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// terminate ends running session id for by (the web console): here when it
+// runs here, or — with several replicas on PostgreSQL — by asking the
+// replica that runs it. The session.terminated event is written once, by
+// the replica that was asked, before the session is ended.
+func terminate(ctx context.Context, core *Core, bas *bastion.Server, replica, id, by string) error {
+	if bas == nil {
+		return bastion.ErrNoSuchSession
+	}
+	local := bas.IsLive(id)
+	pg, shared := core.Store.(*pgstore.Store)
+	if !local {
+		s, err := core.Store.Session(ctx, id)
+		if err != nil || s.Status != storage.SessionRunning || !shared || s.Replica == replica {
+			return bastion.ErrNoSuchSession
+		}
+	}
+	if _, err := core.Audit.Emit(ctx, audit.Event{Type: audit.SessionTerminated, User: by, Session: id}); err != nil {
+		return err
+	}
+	if local {
+		return bas.Terminate(id, fmt.Errorf("ended by %s from the web console", by))
+	}
+	return pg.RequestTermination(ctx, id, by)
 }

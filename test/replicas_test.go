@@ -170,6 +170,22 @@ func TestReplicasOnPostgres(t *testing.T) {
 		t.Fatalf("C's console never replayed A's session: %v", err)
 	}
 
+	// A shell running on A is ended from B's web console by the approver
+	// dave: A ends it (LISTEN/NOTIFY), the user is told who, and one
+	// session.terminated event is written.
+	term2 := harness.StartTerminal(t, "ssh", alice["A"].SSHArgs("root", "web-1", "-tt")...)
+	harness.WaitFor(t, 30*time.Second, "a shell prompt", term2.Seen("#"))
+	runningID := shellSession(t, b, storage.SessionRunning)
+	daveTab := newTab(t)
+	consoleLogin(t, daveTab, b, "dave", "/sessions/"+runningID)
+	browse(t, daveTab, chromedp.WaitVisible(chromedp.CSS(`form.terminate button`)), chromedp.Click(chromedp.CSS(`form.terminate button`)))
+	harness.WaitFor(t, 30*time.Second, "the user on A to be told", term2.Seen("ended by dave@example.com"))
+	term2.Wait(t, 30*time.Second)
+	harness.WaitFor(t, 10*time.Second, "the session to end", func() bool { return sessionStatus(t, c, runningID) == storage.SessionEnded })
+	if ev := c.MustJG(t, "audit", "list", "--json", "--type", "session.terminated"); strings.Count(ev, runningID) != 1 {
+		t.Fatalf("session.terminated events for %s: %s", runningID, ev)
+	}
+
 	// Operations on PostgreSQL: every metric family, recording writes
 	// (chunks) observed on A, /readyz ready on every replica.
 	page := scrape(t, a)

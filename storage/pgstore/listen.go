@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -11,8 +12,8 @@ import (
 // maxReconnectDelay caps the listener's back-off.
 const maxReconnectDelay = 5 * time.Second
 
-// listenerApp is the application_name of the listener's connection.
-const listenerApp = "jumpgate-requests-listener"
+// listenerApp prefixes the application_name of a listener's connection.
+const listenerApp = "jumpgate-listener"
 
 // ListenRequests calls fn with the id of every request created or updated
 // on any replica, as announced by CreateRequest and UpdateRequest when their
@@ -25,9 +26,51 @@ const listenerApp = "jumpgate-requests-listener"
 // listened are lost, so a waiter re-reads what it waits for. fn runs on the
 // listener's goroutine and must not block for long.
 func (s *Store) ListenRequests(ctx context.Context, fn func(id string)) error {
+	return s.listen(ctx, requestsChannel, fn)
+}
+
+// terminateChannel carries requests to end a running session, for the
+// replica that runs it.
+const terminateChannel = "jumpgate_terminate"
+
+// RequestTermination asks the replica running session to end it (its
+// ListenTerminations callback); by names who asked.
+func (s *Store) RequestTermination(ctx context.Context, session, by string) error {
+	b, err := json.Marshal(termination{Session: session, By: by})
+	if err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, "SELECT pg_notify($1, $2)", terminateChannel, string(b)); err != nil {
+		return fmt.Errorf("pgstore: request termination: %w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+type termination struct {
+	Session string `json:"session"`
+	By      string `json:"by"`
+}
+
+// ListenTerminations calls fn for every RequestTermination on any replica,
+// like ListenRequests (its own connection, reconnects, blocks until ctx
+// ends). A request sent while the connection is down is not redelivered:
+// the caller of RequestTermination is told the request was sent, not done.
+func (s *Store) ListenTerminations(ctx context.Context, fn func(session, by string)) error {
+	return s.listen(ctx, terminateChannel, func(payload string) {
+		var t termination
+		if payload == "" || json.Unmarshal([]byte(payload), &t) != nil || t.Session == "" {
+			return
+		}
+		fn(t.Session, t.By)
+	})
+}
+
+// listen delivers channel's payloads to fn, reconnecting with back-off;
+// fn gets "" each time LISTEN is (re)established.
+func (s *Store) listen(ctx context.Context, channel string, fn func(payload string)) error {
 	delay := s.delay
 	for {
-		listened, err := s.listenOnce(ctx, fn)
+		listened, err := s.listenOnce(ctx, channel, fn)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
@@ -35,7 +78,7 @@ func (s *Store) ListenRequests(ctx context.Context, fn func(id string)) error {
 			// The connection worked before it broke: start the back-off over.
 			delay = s.delay
 		}
-		s.logger.Warn("pgstore: requests listener lost its connection; reconnecting", "err", err, "in", delay)
+		s.logger.Warn("pgstore: listener lost its connection; reconnecting", "channel", channel, "err", err, "in", delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -49,9 +92,9 @@ func (s *Store) ListenRequests(ctx context.Context, fn func(id string)) error {
 
 // listenOnce connects, listens and delivers notifications until an error,
 // reporting whether LISTEN had been established.
-func (s *Store) listenOnce(ctx context.Context, fn func(id string)) (listened bool, err error) {
+func (s *Store) listenOnce(ctx context.Context, channel string, fn func(payload string)) (listened bool, err error) {
 	cfg := s.pool.Config().ConnConfig.Copy()
-	cfg.RuntimeParams["application_name"] = listenerApp
+	cfg.RuntimeParams["application_name"] = listenerApp + "-" + channel
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return false, fmt.Errorf("pgstore: listen: %w: %v", ErrUnavailable, err)
@@ -61,7 +104,7 @@ func (s *Store) listenOnce(ctx context.Context, fn func(id string)) (listened bo
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+requestsChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return false, fmt.Errorf("pgstore: listen: %w", err)
 	}
 	fn("")
@@ -70,7 +113,7 @@ func (s *Store) listenOnce(ctx context.Context, fn func(id string)) (listened bo
 		if err != nil {
 			return true, fmt.Errorf("pgstore: listen: %w", err)
 		}
-		if n.Channel == requestsChannel && n.Payload != "" {
+		if n.Channel == channel && n.Payload != "" {
 			fn(n.Payload)
 		}
 	}

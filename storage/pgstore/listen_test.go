@@ -68,7 +68,7 @@ func TestListenRequestsAcrossReplicas(t *testing.T) {
 
 	// Kill the listener's connection: it reconnects, resyncs and goes on.
 	name := dbName(t, dsn)
-	out, err := srv.SuperSQL("postgres", fmt.Sprintf("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '%s' AND datname = '%s'", listenerApp, name))
+	out, err := srv.SuperSQL("postgres", fmt.Sprintf("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '%s' AND datname = '%s'", listenerApp+"-"+requestsChannel, name))
 	if err != nil || strings.TrimSpace(out) != "1" {
 		t.Fatalf("terminate listener: %q %v", out, err)
 	}
@@ -86,5 +86,43 @@ func TestListenRequestsAcrossReplicas(t *testing.T) {
 	wg.Wait()
 	if !errors.Is(listenErr, stopped) {
 		t.Fatalf("ListenRequests returned %v, want the cancel cause", listenErr)
+	}
+}
+
+// TestTerminationsAcrossReplicas: a termination asked on one replica
+// reaches the other's ListenTerminations with the session and who asked;
+// payloads that are not terminations are ignored.
+func TestTerminationsAcrossReplicas(t *testing.T) {
+	_, _, stores := replicas(t, 2)
+	a, b := stores[0], stores[1]
+	ctx, cancel := context.WithCancel(ctxT(t))
+	got := make(chan string, 64)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = a.ListenTerminations(ctx, func(session, by string) { got <- session + " by " + by })
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	// Notifications sent before LISTEN is established are not delivered,
+	// so ask until the listener answers.
+	for i := 0; ; i++ {
+		if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, 'not json')", terminateChannel); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.RequestTermination(ctx, "s-123", "dave@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-got:
+			if s != "s-123 by dave@example.com" {
+				t.Fatalf("got %q", s)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+			if i == 60 {
+				t.Fatal("no termination delivered")
+			}
+		}
 	}
 }

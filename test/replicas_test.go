@@ -80,6 +80,25 @@ func TestReplicasOnPostgres(t *testing.T) {
 		}
 	}
 
+	// One Kubernetes forwarder CA on every replica (kept in the store), so
+	// a kubeconfig from one replica works through the others.
+	var kubeCA []string
+	for _, s := range []*harness.Server{a, b, c} {
+		resp, err := harness.TLSClient(t, s.CAFile).Get(s.URL + "/v1/kube/ca")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "BEGIN CERTIFICATE") {
+			t.Fatalf("GET /v1/kube/ca: %d %s", resp.StatusCode, body)
+		}
+		kubeCA = append(kubeCA, string(body))
+	}
+	if kubeCA[0] != kubeCA[1] || kubeCA[0] != kubeCA[2] {
+		t.Fatal("the replicas serve different Kubernetes forwarder CAs")
+	}
+
 	// Concurrent audit writers on all three replicas: one chain.
 	var wg sync.WaitGroup
 	errs := make(chan error, 9)

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/jumpgate/jumpgate/atomicfile"
 )
 
 // CA issues the forwarder's TLS serving certificates. Its certificate is
@@ -40,48 +43,112 @@ const (
 // when less than a quarter remains.
 const servingTTL = 7 * 24 * time.Hour
 
-// LoadOrCreateCA loads the CA from dir (kube-ca.crt, kube-ca.key), creating
-// an ECDSA P-256 CA valid for ten years when there is none. clock may be
-// nil (time.Now).
-func LoadOrCreateCA(dir string, clock func() time.Time) (*CA, error) {
+// KVStore keeps the CA so that every replica serves certificates from the
+// same one (a kubeconfig written against one replica works through all).
+type KVStore interface {
+	GetKV(ctx context.Context, key string) ([]byte, error)
+	PutKVIfAbsent(ctx context.Context, key string, v []byte) ([]byte, error)
+}
+
+// kvKey is where the CA (certificate and key PEM) is kept in the store.
+const kvKey = "kube/ca"
+
+// LoadOrCreateCA loads the CA from dir (kube-ca.crt, kube-ca.key). When the
+// files are absent it takes the CA kept in store, or, when there is none
+// either, creates an ECDSA P-256 CA valid for ten years, keeps it in store
+// (the first replica's wins) and writes the files. Existing files are never
+// overwritten, and are offered to the store. store and clock may be nil.
+func LoadOrCreateCA(ctx context.Context, dir string, store KVStore, clock func() time.Time) (*CA, error) {
 	if clock == nil {
 		clock = time.Now
 	}
 	certPath, keyPath := filepath.Join(dir, caCertFile), filepath.Join(dir, caKeyFile)
 	certPEM, err := os.ReadFile(certPath)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := createCA(certPath, keyPath, clock()); err != nil {
-			return nil, err
+	switch {
+	case err == nil:
+		keyPEM, err := os.ReadFile(keyPath)
+		if err != nil {
+			return nil, fmt.Errorf("kube: read CA key: %w", err)
 		}
-		certPEM, err = os.ReadFile(certPath)
-	}
-	if err != nil {
+		c, err := parseCA(certPEM, keyPEM, clock)
+		if err != nil {
+			return nil, fmt.Errorf("kube: CA files in %s: %w", dir, err)
+		}
+		if store != nil {
+			if _, err := store.PutKVIfAbsent(ctx, kvKey, append(append([]byte(nil), certPEM...), keyPEM...)); err != nil {
+				return nil, fmt.Errorf("kube: store CA: %w", err)
+			}
+		}
+		return c, nil
+	case !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("kube: read CA: %w", err)
 	}
-	keyPEM, err := os.ReadFile(keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("kube: read CA key: %w", err)
+	var bundle []byte
+	if store != nil {
+		if b, err := store.GetKV(ctx, kvKey); err == nil {
+			bundle = b
+		}
 	}
+	if bundle == nil {
+		certPEM, keyPEM, err := createCA(clock())
+		if err != nil {
+			return nil, err
+		}
+		bundle = append(certPEM, keyPEM...)
+		if store != nil {
+			if bundle, err = store.PutKVIfAbsent(ctx, kvKey, bundle); err != nil {
+				return nil, fmt.Errorf("kube: store CA: %w", err)
+			}
+		}
+	}
+	certPEM, keyPEM := splitBundle(bundle)
+	c, err := parseCA(certPEM, keyPEM, clock)
+	if err != nil {
+		return nil, fmt.Errorf("kube: stored CA: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("kube: %w", err)
+	}
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("kube: write CA key: %w", err)
+	}
+	if err := atomicfile.Write(certPath, certPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("kube: write CA: %w", err)
+	}
+	return c, nil
+}
+
+// splitBundle separates the certificate block from the key block.
+func splitBundle(b []byte) (certPEM, keyPEM []byte) {
+	blk, rest := pem.Decode(b)
+	if blk == nil {
+		return nil, nil
+	}
+	return pem.EncodeToMemory(blk), rest
+}
+
+func parseCA(certPEM, keyPEM []byte, clock func() time.Time) (*CA, error) {
 	cb, _ := pem.Decode(certPEM)
 	kb, _ := pem.Decode(keyPEM)
 	if cb == nil || kb == nil {
-		return nil, fmt.Errorf("kube: CA files in %s are not PEM", dir)
+		return nil, errors.New("not PEM")
 	}
 	cert, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("kube: parse CA: %w", err)
+		return nil, fmt.Errorf("parse CA: %w", err)
 	}
 	key, err := x509.ParseECPrivateKey(kb.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("kube: parse CA key: %w", err)
+		return nil, fmt.Errorf("parse CA key: %w", err)
 	}
 	return &CA{cert: cert, key: key, pem: certPEM, clock: clock, issued: map[string]*tls.Certificate{}}, nil
 }
 
-func createCA(certPath, keyPath string, now time.Time) error {
+// createCA makes a new CA and returns its certificate and key in PEM.
+func createCA(now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("kube: CA key: %w", err)
+		return nil, nil, fmt.Errorf("kube: CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
@@ -95,22 +162,13 @@ func createCA(certPath, keyPath string, now time.Time) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return fmt.Errorf("kube: CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("kube: CA certificate: %w", err)
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("kube: CA key: %w", err)
+		return nil, nil, fmt.Errorf("kube: CA key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
-		return fmt.Errorf("kube: %w", err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return fmt.Errorf("kube: write CA key: %w", err)
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return fmt.Errorf("kube: write CA: %w", err)
-	}
-	return nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 
 func serial() *big.Int {

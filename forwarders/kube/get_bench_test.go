@@ -83,7 +83,7 @@ func BenchmarkGet(b *testing.B) {
 // forwarder's CA.
 func serveForBench(b *testing.B, upstreamAddr string, upstreamCA []byte, aud Auditor) (string, []byte) {
 	dir := b.TempDir()
-	ca, err := LoadOrCreateCA(dir, nil)
+	ca, err := LoadOrCreateCA(context.Background(), dir, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -129,7 +129,7 @@ func startForwarderToken(t *testing.T, upstreamAddr string, upstreamCA []byte, t
 func startForwarderCfg(t *testing.T, upstreamAddr string, upstreamCA []byte, token, policyText string, sess forwarders.Session, edit func(*Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := LoadOrCreateCA(dir, nil)
+	ca, err := LoadOrCreateCA(context.Background(), dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,14 +92,8 @@ func startShell(t *testing.T, ps1, promptMark string) *shell {
 // waitFor waits until cond holds for the emulator's screen.
 func (sh *shell) waitFor(what string, cond func() bool) {
 	sh.t.Helper()
-	deadline := time.NewTimer(waitLimit)
-	defer deadline.Stop()
-	for !cond() {
-		select {
-		case <-sh.notify:
-		case <-deadline.C:
-			sh.t.Fatalf("timed out waiting for %s; screen:\n%s", what, sh.tl.screen())
-		}
+	if !sh.waitUntil(cond) {
+		sh.t.Fatalf("timed out waiting for %s; screen:\n%s", what, sh.tl.screen())
 	}
 }
 

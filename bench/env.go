@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -252,8 +251,6 @@ func (j *jumpClient) Close() {
 // ptyModes keep the remote terminal plain: echo on (the kernel echoes a
 // typed byte), a wide window.
 var ptyModes = ssh.TerminalModes{ssh.ECHO: 1, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // logTail is the end of the jump host's log for r, for error messages.
 func (e *Env) logTail(r route) string {

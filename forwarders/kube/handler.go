@@ -39,10 +39,9 @@ type handler struct {
 
 // reqState travels in the request context from ServeHTTP to the proxy hooks.
 type reqState struct {
-	ri     RequestInfo
-	mask   *masker
-	token  string
-	status int // set by proxyError
+	ri    RequestInfo
+	mask  *masker
+	token string
 }
 
 type stateKey struct{}

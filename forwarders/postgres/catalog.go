@@ -24,10 +24,9 @@ type catalog struct {
 }
 
 type relInfo struct {
-	name    string
-	cols    map[int16]string
-	ordered []string
-	at      time.Time
+	name string
+	cols map[int16]string
+	at   time.Time
 }
 
 func (c *catalog) exec(ctx context.Context, sql string, args ...string) ([][][]byte, []pgconn.FieldDescription, error) {

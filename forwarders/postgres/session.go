@@ -88,7 +88,6 @@ type pending struct {
 	reason  string
 	start   time.Time
 	idx     int // statement index within a simple query
-	rows    int64
 }
 
 type session struct {
@@ -211,7 +210,7 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 	ss.auditWG.Wait()
 	ss.client.Close()
 	switch {
-	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		if serr != nil && !errors.Is(serr, io.EOF) && !errors.Is(serr, net.ErrClosed) && !errors.Is(serr, io.ErrUnexpectedEOF) {
 			return serr
 		}

@@ -319,11 +319,43 @@ func (q *Queue) Ended(ctx context.Context) ([]storage.Request, error) {
 	return out, nil
 }
 
-// MarkClosed records that an ended window was closed out.
-func (q *Queue) MarkClosed(ctx context.Context, id string) error {
+// Lapsed returns approved access requests whose window ended within the
+// last `within`, closed out or not: every replica ends its own sessions
+// under them, while one replica closes each out (ClaimClose).
+func (q *Queue) Lapsed(ctx context.Context, within time.Duration) ([]storage.Request, error) {
+	rs, err := q.Store.Requests(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("approvals: %w", err)
+	}
+	now := q.now()
+	var out []storage.Request
+	for _, r := range rs {
+		if r.Kind == storage.KindAccess && r.Status == storage.StatusApproved && !now.Before(r.AccessUntil) && now.Sub(r.AccessUntil) <= within {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// errClosed: another caller closed the window out first.
+var errClosed = errors.New("approvals: window already closed out")
+
+// ClaimClose marks an ended window closed out and reports whether this
+// call did it: with several replicas exactly one wins (the store updates a
+// request atomically), and only it writes the access.ended event.
+func (q *Queue) ClaimClose(ctx context.Context, id string) (bool, error) {
 	_, err := q.Store.UpdateRequest(ctx, id, func(r *storage.Request) error {
+		if !r.ClosedAt.IsZero() {
+			return errClosed
+		}
 		r.ClosedAt = q.now().UTC()
 		return nil
 	})
-	return err
+	switch {
+	case errors.Is(err, errClosed):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }

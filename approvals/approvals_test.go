@@ -142,8 +142,23 @@ func TestAccessGrants(t *testing.T) {
 	if len(ended) != 1 {
 		t.Fatalf("ended %v", ended)
 	}
-	q.MarkClosed(ctx, r.ID)
+	if lapsed, _ := q.Lapsed(ctx, 2*time.Hour); len(lapsed) != 1 {
+		t.Fatalf("lapsed %v", lapsed)
+	}
+	if won, err := q.ClaimClose(ctx, r.ID); !won || err != nil {
+		t.Fatalf("first claim: %v %v", won, err)
+	}
+	if won, err := q.ClaimClose(ctx, r.ID); won || err != nil {
+		t.Fatalf("second claim: %v %v", won, err)
+	}
 	if ended, _ := q.Ended(ctx); len(ended) != 0 {
 		t.Fatalf("closed window listed again: %v", ended)
+	}
+	if lapsed, _ := q.Lapsed(ctx, 2*time.Hour); len(lapsed) != 1 || lapsed[0].ClosedAt.IsZero() {
+		t.Fatalf("a closed window is still lapsed (replicas end their own sessions): %v", lapsed)
+	}
+	c.Add(2 * time.Minute)
+	if lapsed, _ := q.Lapsed(ctx, time.Minute); len(lapsed) != 0 {
+		t.Fatalf("lapsed long ago: %v", lapsed)
 	}
 }

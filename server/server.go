@@ -390,6 +390,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 // closeAccessWindows ends just-in-time access when its window closes: the
 // user's open sessions to the target are ended with a message, and
 // certificates issued during the window that outlive it are revoked.
+// lapsedWithin is how long after a window ends every replica keeps
+// checking for its own sessions under it.
+const lapsedWithin = 10 * time.Minute
+
+// closeAccessWindows ends just-in-time access when its window closes: every
+// second each replica ends its own sessions under lapsed windows (a replica
+// sees only its own), and one replica closes each window out — revokes the
+// certificates that outlive it and writes access.ended.
 func closeAccessWindows(ctx context.Context, core *Core, queue *approvals.Queue, bas *bastion.Server, log *slog.Logger) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -399,36 +407,53 @@ func closeAccessWindows(ctx context.Context, core *Core, queue *approvals.Queue,
 			return
 		case <-t.C:
 		}
-		ended, err := queue.Ended(ctx)
+		lapsed, err := queue.Lapsed(ctx, lapsedWithin)
 		if err != nil {
 			log.Error("access windows", "err", err)
 			continue
 		}
-		for _, r := range ended {
-			if err := closeWindow(ctx, core, queue, bas, r); err != nil {
+		for _, r := range lapsed {
+			ended := endLapsedSessions(ctx, core, queue, bas, r)
+			if len(ended) > 0 {
+				log.Info("sessions ended: access window closed", "request", r.ID, "user", r.User, "target", r.Target, "sessions", ended)
+			}
+			if !r.ClosedAt.IsZero() {
+				continue
+			}
+			if err := closeWindow(ctx, core, queue, r, ended); err != nil {
 				log.Error("closing an access window", "request", r.ID, "err", err)
 				continue
 			}
-			log.Info("access window closed", "request", r.ID, "user", r.User, "target", r.Target)
 		}
 	}
 }
 
-func closeWindow(ctx context.Context, core *Core, queue *approvals.Queue, bas *bastion.Server, r storage.Request) error {
+// endLapsedSessions ends this replica's sessions of r's user to r's target
+// unless another grant or a role still gives access.
+func endLapsedSessions(ctx context.Context, core *Core, queue *approvals.Queue, bas *bastion.Server, r storage.Request) []string {
+	if bas == nil {
+		return nil
+	}
 	id := policy.Identity{User: r.User, Groups: r.Groups}
 	if grants, err := queue.Grants(ctx, r.User); err == nil {
 		id.Grants = grants // another window to the same target may still be open
 	}
-	var sessions []string
 	tgt := policy.Target{Name: r.Target}
 	for _, t := range core.Cfg.Targets {
 		if t.Name == r.Target {
 			tgt = policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
 		}
 	}
-	if bas != nil && !core.Policy.Current().AccessTo(id, tgt).Allowed {
-		sessions = bas.TerminateWhere(r.User, r.Target, fmt.Errorf("your just-in-time access to %s (request %s) has ended", r.Target, r.ID))
+	if core.Policy.Current().AccessTo(id, tgt).Allowed {
+		return nil
 	}
+	return bas.TerminateWhere(r.User, r.Target, fmt.Errorf("your just-in-time access to %s (request %s) has ended", r.Target, r.ID))
+}
+
+// closeWindow closes r out once across replicas: the certificates issued
+// in the window that outlive it are revoked (revoking twice is harmless),
+// then the replica that claims the window writes access.ended.
+func closeWindow(ctx context.Context, core *Core, queue *approvals.Queue, r storage.Request, sessions []string) error {
 	certs, err := core.Store.CertsByUser(ctx, r.User)
 	if err != nil {
 		return err
@@ -442,12 +467,14 @@ func closeWindow(ctx context.Context, core *Core, queue *approvals.Queue, bas *b
 			revoked = append(revoked, c.Serial)
 		}
 	}
-	if _, err := core.Audit.Emit(ctx, audit.Event{Type: audit.AccessEnded, User: r.User, Target: r.Target, Details: map[string]any{
-		"request": r.ID, "sessions_ended": sessions, "revoked_serials": revoked, "until": r.AccessUntil,
-	}}); err != nil {
+	won, err := queue.ClaimClose(ctx, r.ID)
+	if err != nil || !won {
 		return err
 	}
-	return queue.MarkClosed(ctx, r.ID)
+	_, err = core.Audit.Emit(ctx, audit.Event{Type: audit.AccessEnded, User: r.User, Target: r.Target, Details: map[string]any{
+		"request": r.ID, "sessions_ended": sessions, "revoked_serials": revoked, "until": r.AccessUntil,
+	}})
+	return err
 }
 
 func webhookURLs(cfg *config.Config) ([]string, error) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -45,11 +46,12 @@ func TestReplicasOnPostgres(t *testing.T) {
 	}
 	url := fmt.Sprintf("postgres://%s:%s@%s/jumpgate?sslmode=disable", pgtest.ScramUser, pgtest.ScramPassword, pg.Addr)
 	keys := harness.NewCAKeys(t)
-	sshd := keys.StartCertSSHD(t, []string{"web-1"})
+	sshd := keys.StartCertSSHD(t, []string{"web-1", "prod-1"})
 	idp := harness.StartIdP(t)
 	opts := harness.ServerOptions{IdP: idp, Policy: bastionPolicy,
 		ExtraConfig: keys.CAConfig("", "") + "storage: " + url + "\nreplica_lease: 3s\n",
-		Targets:     []harness.Target{{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}}}}
+		Targets: []harness.Target{{Name: "web-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "test"}},
+			{Name: "prod-1", Kind: "ssh", Address: sshd.Addr, HostKey: "@cert-authority", Labels: map[string]string{"env": "prod"}}}}
 	srvs := harness.StartServers(t, opts, opts, opts)
 	a, b, c := srvs[0], srvs[1], srvs[2]
 	if out, err := pg.SuperSQL("jumpgate", "SELECT count(*) FROM schema_migrations"); err != nil || !strings.Contains(out, "3") {
@@ -78,6 +80,29 @@ func TestReplicasOnPostgres(t *testing.T) {
 		if i > 0 && !strings.Contains(body, "already used") {
 			t.Fatalf("replay at replica %d: %s", i, body)
 		}
+	}
+
+	// Just-in-time access asked on A, approved on B, used through C: when
+	// the window closes, C ends its own session (each replica ends the
+	// sessions it runs) and one replica writes access.ended.
+	out, err := aliceA.JG(t, "request", "--target", "prod-1", "--duration", "8s", "--reason", "replicas")
+	if err != nil {
+		t.Fatalf("request on A: %v %s", err, out)
+	}
+	jitID := regexp.MustCompile(`r-[0-9a-f]+`).FindString(out)
+	if out, err := daveB.JG(t, "approve", jitID); err != nil {
+		t.Fatalf("approve on B: %v %s", err, out)
+	}
+	jit := harness.StartTerminal(t, "ssh", alice["C"].SSHArgs("root", "prod-1", "-tt")...)
+	harness.WaitFor(t, 30*time.Second, "a prompt on prod-1 through C", jit.Seen("#"))
+	harness.WaitFor(t, 40*time.Second, "C to end the session when the window closes", jit.Seen("access to prod-1"))
+	jit.Wait(t, 30*time.Second)
+	harness.WaitFor(t, 10*time.Second, "access.ended", func() bool {
+		return strings.Contains(a.MustJG(t, "audit", "list", "--json", "--type", "access.ended"), jitID)
+	})
+	time.Sleep(2 * time.Second) // two more reaper ticks on every replica
+	if ev := b.MustJG(t, "audit", "list", "--json", "--type", "access.ended"); strings.Count(ev, jitID) != 1 {
+		t.Fatalf("access.ended for %s written %d times: %s", jitID, strings.Count(ev, jitID), ev)
 	}
 
 	// One Kubernetes forwarder CA on every replica (kept in the store), so

@@ -108,8 +108,15 @@ type MachineIdentity struct {
 
 // CA configures the SSH certificate authority.
 type CA struct {
-	UserKeyFile    string   `yaml:"user_key_file"`     // default DataDir/ca/user_ca
-	HostKeyFile    string   `yaml:"host_key_file"`     // default DataDir/ca/host_ca
+	UserKeyFile string `yaml:"user_key_file"` // default DataDir/ca/user_ca
+	HostKeyFile string `yaml:"host_key_file"` // default DataDir/ca/host_ca
+	// KubeCertFile and KubeKeyFile are the Kubernetes forwarder's X.509
+	// CA (PEM certificate; PEM EC P-256 key, SEC 1 or PKCS #8), the same
+	// files on every replica. Both or neither; when set they must exist
+	// and win over the CA kept in data_dir/kube and in storage. Default:
+	// the CA in data_dir/kube (or storage), created on first start.
+	KubeCertFile   string   `yaml:"kube_cert_file"`
+	KubeKeyFile    string   `yaml:"kube_key_file"`
 	UserCertTTL    Duration `yaml:"user_cert_ttl"`     // default 10m
 	MaxUserCertTTL Duration `yaml:"max_user_cert_ttl"` // default 1h
 	// Enabled switches the CA API off when false (default true).
@@ -375,6 +382,9 @@ func (c *Config) Validate() error {
 	if c.CA.UserCertTTL.D() < time.Minute {
 		add("ca.user_cert_ttl must be at least 1m")
 	}
+	if (c.CA.KubeCertFile == "") != (c.CA.KubeKeyFile == "") {
+		add("ca.kube_cert_file and ca.kube_key_file go together: set both or neither")
+	}
 	for name, n := range map[string]int{"max_startups": c.Bastion.MaxStartups, "per_source_max_startups": c.Bastion.PerSourceMaxStartups, "max_channels": c.Bastion.MaxChannels} {
 		if n < 0 {
 			add("bastion.%s must not be negative", name)
@@ -505,6 +515,8 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.OIDC.CAFile)
 	abs(&c.CA.UserKeyFile)
 	abs(&c.CA.HostKeyFile)
+	abs(&c.CA.KubeCertFile)
+	abs(&c.CA.KubeKeyFile)
 	abs(&c.Recordings.Dir)
 	abs(&c.PolicyFile)
 	for i := range c.Notifications.Webhooks {

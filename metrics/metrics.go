@@ -92,7 +92,7 @@ func (m *Metrics) Storage(op string, d time.Duration) {
 // Kinds and reasons every family is exported with from the start, so a
 // scrape shows each series (at zero) before the first event.
 var (
-	sessionKinds = []string{"shell", "exec", "sftp", "subsystem", "forward", "postgres", "kubernetes", "kube-exec"}
+	sessionKinds = []string{"shell", "exec", "sftp", "subsystem", "forward", "postgres", "kubernetes", "kube-exec", "kube-attach"}
 	byteKinds    = []string{"ssh", "postgres", "kubernetes"}
 	policyKinds  = []string{"command", "sql", "kube"}
 	authReasons  = []string{"invalid_token", "no_role", "unknown_ca", "revoked", "expired", "unknown_certificate"}

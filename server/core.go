@@ -88,7 +88,12 @@ func openCore(ctx context.Context, cfg *config.Config, st storage.Store, logger 
 	if c.AuditKey, err = ca.LoadOrCreateEd25519(ctx, filepath.Join(cfg.DataDir, "ca", "audit_key"), st, "audit/signing"); err != nil {
 		return nil, err
 	}
-	if c.KubeCA, err = kube.LoadOrCreateCA(ctx, filepath.Join(cfg.DataDir, "kube"), st, nil); err != nil {
+	if cfg.CA.KubeCertFile != "" {
+		c.KubeCA, err = kube.LoadCAFiles(cfg.CA.KubeCertFile, cfg.CA.KubeKeyFile, nil)
+	} else {
+		c.KubeCA, err = kube.LoadOrCreateCA(ctx, filepath.Join(cfg.DataDir, "kube"), st, nil)
+	}
+	if err != nil {
 		return nil, err
 	}
 	c.Authority = &ca.Authority{User: userCA, Host: hostCA, Store: st,

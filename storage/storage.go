@@ -106,7 +106,7 @@ type Session struct {
 	User      string    `json:"user"`
 	Login     string    `json:"login"`
 	Target    string    `json:"target"`
-	Kind      string    `json:"kind"` // shell, exec, sftp, subsystem, forward, kube-exec
+	Kind      string    `json:"kind"` // shell, exec, sftp, subsystem, forward, kube-exec, kube-attach
 	Command   string    `json:"command,omitempty"`
 	Start     time.Time `json:"start"`
 	End       time.Time `json:"end,omitzero"`

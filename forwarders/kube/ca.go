@@ -118,6 +118,40 @@ func LoadOrCreateCA(ctx context.Context, dir string, store KVStore, clock func()
 	return c, nil
 }
 
+// LoadCAFiles loads the CA from the operator's files (config
+// ca.kube_cert_file, ca.kube_key_file), the same on every replica. Unlike
+// LoadOrCreateCA it never creates or writes anything: missing or
+// mismatched files are an error.
+func LoadCAFiles(certFile, keyFile string, clock func() time.Time) (*CA, error) {
+	if clock == nil {
+		clock = time.Now
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("kube: read CA certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("kube: read CA key: %w", err)
+	}
+	c, err := parseCA(certPEM, keyPEM, clock)
+	if err != nil {
+		return nil, fmt.Errorf("kube: CA files %s, %s: %w", certFile, keyFile, err)
+	}
+	if !c.cert.IsCA {
+		return nil, fmt.Errorf("kube: %s: %w", certFile, errNotCA)
+	}
+	if !c.key.PublicKey.Equal(c.cert.PublicKey) {
+		return nil, fmt.Errorf("kube: %s: %w", keyFile, errKeyMismatch)
+	}
+	return c, nil
+}
+
+var (
+	errNotCA       = errors.New("the certificate is not a CA (basicConstraints CA:TRUE)")
+	errKeyMismatch = errors.New("the key does not belong to the certificate")
+)
+
 // splitBundle separates the certificate block from the key block.
 func splitBundle(b []byte) (certPEM, keyPEM []byte) {
 	blk, rest := pem.Decode(b)
@@ -139,7 +173,12 @@ func parseCA(certPEM, keyPEM []byte, clock func() time.Time) (*CA, error) {
 	}
 	key, err := x509.ParseECPrivateKey(kb.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("parse CA key: %w", err)
+		k8, err8 := x509.ParsePKCS8PrivateKey(kb.Bytes)
+		ek, ok := k8.(*ecdsa.PrivateKey)
+		if err8 != nil || !ok {
+			return nil, fmt.Errorf("parse CA key (EC, SEC 1 or PKCS #8): %w", err)
+		}
+		key = ek
 	}
 	return &CA{cert: cert, key: key, pem: certPEM, clock: clock, issued: map[string]*tls.Certificate{}}, nil
 }

@@ -3,7 +3,10 @@ package kube
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -60,5 +63,66 @@ func TestCASharedThroughStore(t *testing.T) {
 	}
 	if err := cert.Leaf.CheckSignatureFrom(b.cert); err != nil {
 		t.Fatalf("A's serving certificate against B's CA: %v", err)
+	}
+}
+
+// TestCAFromFiles: replicas configured with the same ca.kube_cert_file and
+// ca.kube_key_file (made here by the real openssl, PKCS #8 key) serve the
+// same CA, and a serving certificate one of them issues verifies against
+// the CA the other serves (what a kubeconfig from one trusts). Missing,
+// mismatched or non-CA files are refused.
+func TestCAFromFiles(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "kube-ca.crt"), filepath.Join(dir, "kube-ca.key")
+	mk := func(crt, key string) {
+		t.Helper()
+		out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", key, "-out", crt, "-days", "3650", "-subj", "/CN=jumpgate-kube-ca",
+			"-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign").CombinedOutput()
+		if err != nil {
+			t.Fatalf("openssl: %v\n%s", err, out)
+		}
+	}
+	mk(crt, key)
+	a, err := LoadCAFiles(crt, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadCAFiles(crt, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.PEM(), b.PEM()) {
+		t.Fatal("two loads of the same files serve different CAs")
+	}
+	leaf, err := a.ServingCert("prod-k8s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b.PEM())
+	cert, err := x509.ParseCertificate(leaf.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: cert.DNSNames[0]}); err != nil {
+		t.Fatalf("a's serving certificate against b's CA: %v", err)
+	}
+
+	other := filepath.Join(dir, "other")
+	mk(other+".crt", other+".key")
+	for _, tc := range []struct {
+		name, crt, key string
+		want           error
+	}{
+		{"missing key", crt, filepath.Join(dir, "nope"), os.ErrNotExist},
+		{"mismatched key", crt, other + ".key", errKeyMismatch},
+	} {
+		if _, err := LoadCAFiles(tc.crt, tc.key, nil); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
 	}
 }

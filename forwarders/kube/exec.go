@@ -22,16 +22,23 @@ import (
 	"github.com/jumpgate/jumpgate/storage"
 )
 
-// SessionKindExec is the session kind of a recorded pod exec.
-const SessionKindExec = "kube-exec"
+// SessionKindExec and SessionKindAttach are the session kinds of a
+// recorded pod exec and pod attach.
+const (
+	SessionKindExec   = "kube-exec"
+	SessionKindAttach = "kube-attach"
+)
 
 // ErrNotRecordable is why an exec cannot be recorded: it speaks neither a
 // WebSocket channel.k8s.io protocol nor SPDY/3.1.
 var ErrNotRecordable = errors.New("kube: exec stream cannot be recorded")
 
-// execSession is one pod exec: its recording and its session events.
+// execSession is one pod exec or attach (the same stream protocol): its
+// recording and its session events.
 type execSession struct {
 	h       *handler
+	verb    string // "exec" or "attach", as in `kubectl exec`
+	kind    string // SessionKindExec or SessionKindAttach
 	id      string
 	cmd     string
 	what    string
@@ -53,15 +60,20 @@ func newSessionID() string {
 	return "k-" + hex.EncodeToString(b[:])
 }
 
-// startExec opens the recording of an exec upgrade before anything is sent
-// upstream. With FailClosed, an exec that cannot be recorded is refused
-// (the error); without, it goes on unrecorded.
+// startExec opens the recording of an exec or attach upgrade before
+// anything is sent upstream. With FailClosed, one that cannot be recorded
+// is refused (the error); without, it goes on unrecorded.
 func (h *handler) startExec(r *http.Request, ri RequestInfo) (*execSession, error) {
 	cfg := &h.f.cfg
 	now := cfg.Clock()
 	q := r.URL.Query()
-	es := &execSession{h: h, id: cfg.NewID(), cmd: execCommand(q), started: now,
+	es := &execSession{h: h, verb: "exec", kind: SessionKindExec, id: cfg.NewID(), started: now,
 		what: fmt.Sprintf("pod %s -n %s", ri.Name, ri.Namespace)}
+	if ri.Subresource == "attach" {
+		es.verb, es.kind = "attach", SessionKindAttach
+	} else {
+		es.cmd = execCommand(q)
+	}
 	if c := q.Get("container"); c != "" {
 		es.what += " -c " + c
 	}
@@ -79,7 +91,7 @@ func (h *handler) startExec(r *http.Request, ri RequestInfo) (*execSession, erro
 		}
 		es.rec, err = h.f.recordings().Create(r.Context(), file, recorder.Header{
 			Width: 80, Height: 24, Timestamp: now.Unix(), Command: es.cmd, Env: env,
-			Title: fmt.Sprintf("kubectl exec %s on %s (%s)", es.what, h.t.Name, h.s.User),
+			Title: fmt.Sprintf("kubectl %s %s on %s (%s)", es.verb, es.what, h.t.Name, h.s.User),
 		}, recorder.Options{Clock: cfg.Clock})
 		if err == nil {
 			es.file = file
@@ -89,7 +101,7 @@ func (h *handler) startExec(r *http.Request, ri RequestInfo) (*execSession, erro
 		if cfg.FailClosed {
 			return nil, err
 		}
-		h.log.Warn("exec not recorded", "err", err)
+		h.log.Warn(es.verb+" not recorded", "err", err)
 	}
 	return es, nil
 }
@@ -139,7 +151,7 @@ func (es *execSession) tap(resp *http.Response, sw *switched) (up, down func(io.
 	}
 	h := es.h
 	ctx := context.WithoutCancel(resp.Request.Context())
-	h.emitAs(ctx, audit.SessionStart, es.id, map[string]any{"kind": SessionKindExec, "command": es.cmd, "pod": es.what,
+	h.emitAs(ctx, audit.SessionStart, es.id, map[string]any{"kind": es.kind, "command": es.cmd, "pod": es.what,
 		"recording": es.file, "protocol": proto, "channel": h.s.ID})
 	if h.f.cfg.Sessions != nil {
 		if err := h.f.cfg.Sessions.PutSession(ctx, es.index(time.Time{}, "", "")); err != nil {
@@ -166,9 +178,9 @@ func (es *execSession) abortSPDY(sw *switched, cause error) {
 		errStream = es.spdy.errStream
 	}
 	es.mu.Unlock()
-	es.h.log.Error("exec closed: its SPDY stream cannot be recorded", "session", es.id, "err", cause)
+	es.h.log.Error(es.verb+" closed: its SPDY stream cannot be recorded", "session", es.id, "err", cause)
 	if errStream != 0 {
-		if frame, err := spdyErrorFrame(errStream, "jumpgate: this exec stream could not be recorded, so the bastion closed it"); err == nil {
+		if frame, err := spdyErrorFrame(errStream, "jumpgate: this "+es.verb+" stream could not be recorded, so the bastion closed it"); err == nil {
 			_ = sw.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			_, _ = sw.client.Write(frame)
 		}
@@ -185,7 +197,7 @@ func (es *execSession) feed(d *wsDemux, p []byte, n *int64) {
 	}
 	if err := d.Feed(p); err != nil {
 		es.recErr = err
-		es.h.log.Warn("exec recording stopped", "session", es.id, "err", err)
+		es.h.log.Warn(es.verb+" recording stopped", "session", es.id, "err", err)
 	}
 }
 
@@ -238,13 +250,13 @@ func (es *execSession) fromServer(ch byte, data []byte) {
 func (es *execSession) record(err error) {
 	if err != nil && es.recErr == nil {
 		es.recErr = err
-		es.h.log.Error("exec recording failed", "session", es.id, "err", err)
+		es.h.log.Error(es.verb+" recording failed", "session", es.id, "err", err)
 	}
 }
 
 func (es *execSession) index(end time.Time, sum, sig string) storage.Session {
 	h := es.h
-	st := storage.Session{ID: es.id, User: h.s.User, Target: h.t.Name, Kind: SessionKindExec, Command: es.cmd,
+	st := storage.Session{ID: es.id, User: h.s.User, Target: h.t.Name, Kind: es.kind, Command: es.cmd,
 		Start: es.started.UTC(), Status: storage.SessionRunning, Recording: es.file, Source: h.s.Source, SHA256: sum, Signature: sig, Replica: h.f.cfg.Replica}
 	if !end.IsZero() {
 		st.End, st.Status, st.Bytes = end.UTC(), storage.SessionEnded, es.in+es.out
@@ -259,7 +271,7 @@ func (es *execSession) finish(ctx context.Context) {
 	end := h.f.cfg.Clock()
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	d := map[string]any{"kind": SessionKindExec, "command": es.cmd, "pod": es.what, "recording": es.file,
+	d := map[string]any{"kind": es.kind, "command": es.cmd, "pod": es.what, "recording": es.file,
 		"bytes_in": es.in, "bytes_out": es.out, "duration": end.Sub(es.started).Round(time.Millisecond).String(),
 		"channel": h.s.ID}
 	var sum, sig string

@@ -186,9 +186,9 @@ func TestExecRecorded(t *testing.T) {
 	}
 }
 
-// TestExecFailClosed: with FailClosed, an exec that cannot be recorded is
-// refused with a 503 Status before anything reaches the API server;
-// without it, it is relayed unrecorded and still announced.
+// TestExecFailClosed: with FailClosed, an exec or attach that cannot be
+// recorded is refused with a 503 Status before anything reaches the API
+// server; without it, it is relayed unrecorded and still announced.
 func TestExecFailClosed(t *testing.T) {
 	notADir := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
@@ -200,14 +200,19 @@ func TestExecFailClosed(t *testing.T) {
 		proto      string
 		failClosed bool
 		want       int
+		sub        string // "exec" when empty
 	}{
-		{"unwritable dir", notADir, "websocket", true, http.StatusServiceUnavailable},
-		{"no dir", "", "websocket", true, http.StatusServiceUnavailable},
-		{"SPDY no dir", "", "SPDY/3.1", true, http.StatusServiceUnavailable},
-		{"SPDY recorded", t.TempDir(), "SPDY/3.1", true, http.StatusSwitchingProtocols},
-		{"unknown protocol", t.TempDir(), "h2c", true, http.StatusServiceUnavailable},
-		{"SPDY fail open", "", "SPDY/3.1", false, http.StatusSwitchingProtocols},
-		{"unwritable dir fail open", notADir, "websocket", false, http.StatusSwitchingProtocols},
+		{"attach no dir", "", "websocket", true, http.StatusServiceUnavailable, "attach"},
+		{"attach SPDY unwritable dir", notADir, "SPDY/3.1", true, http.StatusServiceUnavailable, "attach"},
+		{"attach SPDY recorded", t.TempDir(), "SPDY/3.1", true, http.StatusSwitchingProtocols, "attach"},
+		{"attach fail open", "", "websocket", false, http.StatusSwitchingProtocols, "attach"},
+		{"unwritable dir", notADir, "websocket", true, http.StatusServiceUnavailable, ""},
+		{"no dir", "", "websocket", true, http.StatusServiceUnavailable, ""},
+		{"SPDY no dir", "", "SPDY/3.1", true, http.StatusServiceUnavailable, ""},
+		{"SPDY recorded", t.TempDir(), "SPDY/3.1", true, http.StatusSwitchingProtocols, ""},
+		{"unknown protocol", t.TempDir(), "h2c", true, http.StatusServiceUnavailable, ""},
+		{"SPDY fail open", "", "SPDY/3.1", false, http.StatusSwitchingProtocols, ""},
+		{"unwritable dir fail open", notADir, "websocket", false, http.StatusSwitchingProtocols, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var reached bool
@@ -221,10 +226,18 @@ func TestExecFailClosed(t *testing.T) {
 					conn.Close()
 				}
 			})
-			e := startForwarderCfg(t, up.Listener.Addr().String(), upCA, "upstream-token", testPolicy, alice, func(c *Config) {
+			pol := testPolicy
+			if tc.sub == "attach" { // testPolicy blocks pods/attach
+				pol = strings.Replace(testPolicy, ", {verbs: [create], resources: [pods/attach]}", "", 1)
+			}
+			e := startForwarderCfg(t, up.Listener.Addr().String(), upCA, "upstream-token", pol, alice, func(c *Config) {
 				c.RecordingsDir, c.FailClosed = tc.dir, tc.failClosed
 			})
-			c, br, resp := upgradeRequest(t, e, "/api/v1/namespaces/default/pods/web/exec?command=id&stdout=true", tc.proto, "")
+			path := "/api/v1/namespaces/default/pods/web/exec?command=id&stdout=true"
+			if tc.sub == "attach" {
+				path = "/api/v1/namespaces/default/pods/web/attach?stdin=true&stdout=true"
+			}
+			c, br, resp := upgradeRequest(t, e, path, tc.proto, "")
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
 			}
@@ -245,8 +258,12 @@ func TestExecFailClosed(t *testing.T) {
 			io.ReadAll(br)
 			c.Close()
 			waitFor(t, "session.end", func() bool { return len(e.audit.ofType(audit.SessionEnd)) == 1 })
-			recorded := tc.name == "SPDY recorded"
-			if s := e.audit.ofType(audit.SessionStart); len(s) != 1 || (s[0].Details["recording"] != "") != recorded {
+			recorded := strings.HasSuffix(tc.name, "SPDY recorded")
+			wantKind := SessionKindExec
+			if tc.sub == "attach" {
+				wantKind = SessionKindAttach
+			}
+			if s := e.audit.ofType(audit.SessionStart); len(s) != 1 || (s[0].Details["recording"] != "") != recorded || s[0].Details["kind"] != wantKind {
 				t.Fatalf("session.start %+v", s)
 			}
 		})

@@ -160,11 +160,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	var es *execSession
 	switch {
-	case isUpgrade(r) && ri.Resource == "pods" && ri.Subresource == "exec":
+	case isUpgrade(r) && ri.Resource == "pods" && (ri.Subresource == "exec" || ri.Subresource == "attach"):
 		es, err = h.startExec(r, ri)
 		if err != nil {
-			h.log.Error("exec refused: cannot record it", "err", err)
-			refuse(http.StatusServiceUnavailable, "jumpgate: this exec cannot be recorded, so it is refused: "+recordRefusal(err), "")
+			h.log.Error(ri.Subresource+" refused: cannot record it", "err", err)
+			refuse(http.StatusServiceUnavailable, "jumpgate: this "+ri.Subresource+" cannot be recorded, so it is refused: "+recordRefusal(err), "")
 			return
 		}
 		h.serveUpgrade(rw, r, es.tap)
@@ -172,6 +172,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			es.finish(r.Context())
 		} else {
 			es.abandon()
+		}
+	case isUpgrade(r) && ri.Resource == "pods" && ri.Subresource == "portforward":
+		pf := h.startPortForward(r, ri)
+		h.serveUpgrade(rw, r, pf.tap)
+		if rw.code() == http.StatusSwitchingProtocols {
+			pf.finish(r.Context())
 		}
 	case isUpgrade(r):
 		h.serveUpgrade(rw, r, nil)

@@ -9,8 +9,10 @@
 // into a CRI ExecRequest, the streaming server hands out a one-time URL
 // and serves it. Only the runtime behind it is a stand-in: Exec runs the
 // command as a local process of this program (in a PTY when a TTY is
-// asked for) instead of inside a container; Attach is refused; PortForward
-// dials the port on 127.0.0.1.
+// asked for) instead of inside a container; Attach connects to a `sh` the
+// stand-in runtime starts for the container on its first attach and keeps
+// running (the container's main process); PortForward dials the port on
+// 127.0.0.1.
 //
 // It serves TLS with a certificate signed by the kubelet CA the API server
 // wrote into -dir (kubelet-ca.crt, kubelet-ca.key) and requires the API
@@ -20,6 +22,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -80,6 +83,7 @@ func run(dir, ready string) error {
 	cfg.BaseURL = &url.URL{Scheme: "https", Host: "127.0.0.1", Path: "/cri/"}
 	rt := &localRuntime{}
 	defer rt.wg.Wait()
+	defer rt.stop()
 	srv, err := streaming.NewServer(cfg, rt)
 	if err != nil {
 		return fmt.Errorf("streaming server: %w", err)
@@ -196,6 +200,10 @@ type localRuntime struct {
 	// end when the streaming server closes the client's stdin stream);
 	// run waits for them on shutdown.
 	wg sync.WaitGroup
+
+	mu         sync.Mutex
+	containers map[string]*container // attach's main processes, by container ID
+	procs      []*exec.Cmd
 }
 
 func (rt *localRuntime) Exec(ctx context.Context, _ string, argv []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
@@ -273,8 +281,113 @@ func exitError(err error) error {
 	return err
 }
 
-func (*localRuntime) Attach(context.Context, string, io.Reader, io.WriteCloser, io.WriteCloser, bool, <-chan remotecommand.TerminalSize) error {
-	return errors.New("fakekubelet: attach is not supported (there is no container to attach to)")
+// Attach connects to the container's main process: in this stand-in
+// runtime, a `sh` started for containerID on its first attach and kept
+// running until the kubelet stops. One attach at a time gets its output.
+// When the client's stdin ends, Attach asks the shell to echo a marker
+// and returns once the marker comes back, so every line the client's
+// input produced has been passed on before the attach ends.
+func (rt *localRuntime) Attach(_ context.Context, containerID string, in io.Reader, out, _ io.WriteCloser, _ bool, _ <-chan remotecommand.TerminalSize) error {
+	c, err := rt.container(containerID)
+	if err != nil {
+		return err
+	}
+	c.attachMu.Lock() // one attach at a time
+	defer c.attachMu.Unlock()
+	marker := fmt.Sprintf("fakekubelet-attach-end-%d", time.Now().UnixNano())
+	done := make(chan struct{})
+	c.mu.Lock()
+	if c.exited {
+		c.mu.Unlock()
+		return fmt.Errorf("fakekubelet: attach %s: the container's process has exited", containerID)
+	}
+	c.out, c.marker, c.done = out, marker, done
+	c.mu.Unlock()
+	if in != nil {
+		_, _ = io.Copy(c.stdin, in)
+	}
+	if _, err := fmt.Fprintf(c.stdin, "echo %s\n", marker); err != nil {
+		return fmt.Errorf("fakekubelet: attach %s: %w", containerID, err)
+	}
+	<-done
+	return nil
+}
+
+// container is a stand-in container's main process.
+type container struct {
+	stdin    io.WriteCloser
+	attachMu sync.Mutex
+
+	mu     sync.Mutex
+	out    io.Writer     // the current attach's output
+	marker string        // ends the current attach
+	done   chan struct{} // closed when marker is read
+	exited bool
+}
+
+// container returns the main process of id, starting it on first use.
+// The process and its output reader are owned by rt (stop and wg).
+func (rt *localRuntime) container(id string) (*container, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if c := rt.containers[id]; c != nil {
+		return c, nil
+	}
+	cmd := exec.Command("sh")
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp"}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("fakekubelet: container %s: %w", id, err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("fakekubelet: container %s: %w", id, err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("fakekubelet: container %s: %w", id, err)
+	}
+	c := &container{stdin: stdin}
+	if rt.containers == nil {
+		rt.containers = map[string]*container{}
+	}
+	rt.containers[id] = c
+	rt.procs = append(rt.procs, cmd)
+	rt.wg.Add(1)
+	go func() { // reads the process's output until it exits
+		defer rt.wg.Done()
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			c.mu.Lock()
+			switch {
+			case c.done != nil && line == c.marker:
+				close(c.done)
+				c.out, c.done = nil, nil
+			case c.out != nil:
+				_, _ = io.WriteString(c.out, line+"\n")
+			}
+			c.mu.Unlock()
+		}
+		_ = cmd.Wait()
+		c.mu.Lock()
+		c.exited = true
+		if c.done != nil {
+			close(c.done)
+			c.done = nil
+		}
+		c.mu.Unlock()
+	}()
+	return c, nil
+}
+
+// stop ends the containers' main processes; wg then sees their readers end.
+func (rt *localRuntime) stop() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, cmd := range rt.procs {
+		_ = cmd.Process.Kill()
+	}
 }
 
 func (*localRuntime) PortForward(ctx context.Context, _ string, port int32, stream io.ReadWriteCloser) error {

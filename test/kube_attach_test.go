@@ -2,13 +2,11 @@ package test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -35,27 +33,8 @@ func TestKubectlAttachAndPortForwardThroughBastion(t *testing.T) {
 	if _, err := os.Stat(kubetest.KubectlPath()); err != nil {
 		t.Skip("kubectl not installed")
 	}
-	c := kubetest.Start(t)
-	c.StartKubelet(t)
-	c.RunPod(t, "default", "box")
-	c.Kubectl(t, "", "create", "clusterrolebinding", "alice-admin", "--clusterrole=cluster-admin", "--user=alice@example.com")
-	srv, kc := kubeThroughBastion(t, c, kubeExecPolicy)
-	home := t.TempDir()
-	env := func(websockets string) []string {
-		return append(os.Environ(), "HOME="+home, "KUBECONFIG=", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS="+websockets)
-	}
-	kargs := func(args ...string) []string {
-		return append([]string{"--kubeconfig", kc, "--context", "jumpgate-prod-k8s"}, args...)
-	}
-	kubectl := func(websockets, stdin string, args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, kubetest.KubectlPath(), kargs(args...)...)
-		cmd.Env = env(websockets)
-		cmd.Stdin = strings.NewReader(stdin)
-		b, err := cmd.CombinedOutput()
-		return string(b), err
-	}
+	k := startPodThroughBastion(t)
+	srv, kubectl, kargs, home := k.srv, k.run, k.args, k.home
 	events := func(t *testing.T, typ string) []audit.Event {
 		var evs []audit.Event
 		if err := json.Unmarshal([]byte(srv.MustJG(t, "audit", "list", "--json", "--type", typ)), &evs); err != nil {

@@ -40,21 +40,8 @@ func TestKubectlExecThroughBastion(t *testing.T) {
 	if _, err := os.Stat(kubetest.KubectlPath()); err != nil {
 		t.Skip("kubectl not installed")
 	}
-	c := kubetest.Start(t)
-	c.StartKubelet(t)
-	c.RunPod(t, "default", "box")
-	c.Kubectl(t, "", "create", "clusterrolebinding", "alice-admin", "--clusterrole=cluster-admin", "--user=alice@example.com")
-	srv, kc := kubeThroughBastion(t, c, kubeExecPolicy)
-	home := t.TempDir()
-	kubectl := func(websockets, stdin string, args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, kubetest.KubectlPath(), append([]string{"--kubeconfig", kc, "--context", "jumpgate-prod-k8s"}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+home, "KUBECONFIG=", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS="+websockets)
-		cmd.Stdin = strings.NewReader(stdin)
-		b, err := cmd.CombinedOutput()
-		return string(b), err
-	}
+	k := startPodThroughBastion(t)
+	srv, kubectl := k.srv, k.run
 
 	sessionsOf := func(t *testing.T) []storage.Session {
 		var ss []storage.Session
@@ -144,9 +131,9 @@ func TestKubectlExecThroughBastion(t *testing.T) {
 
 			// An interactive shell on a TTY, resized while it runs.
 			t.Setenv("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", tc.websockets)
-			t.Setenv("HOME", home)
+			t.Setenv("HOME", k.home)
 			t.Setenv("KUBECONFIG", "")
-			term := harness.StartTerminal(t, kubetest.KubectlPath(), "--kubeconfig", kc, "--context", "jumpgate-prod-k8s", "exec", "-it", "box", "--", "sh")
+			term := harness.StartTerminal(t, kubetest.KubectlPath(), k.args("exec", "-it", "box", "--", "sh")...)
 			term.Type("stty size; echo tty-$((6*7))\r")
 			harness.WaitFor(t, 60*time.Second, "the shell's answer", term.Seen("tty-42"))
 			if !strings.Contains(term.Output(), "40 120") {
@@ -194,4 +181,39 @@ func TestKubectlExecThroughBastion(t *testing.T) {
 	if execs != 4 || blocked < 2 {
 		t.Fatalf("audit: %d kube.request exec events (want 4), %d kube.blocked (want 2 or more)", execs, blocked)
 	}
+}
+
+// podKubectl runs the real kubectl as alice through `ssh -L` and the
+// bastion to a cluster whose pod default/box runs on the fakekubelet.
+type podKubectl struct {
+	srv      *harness.Server
+	kc, home string
+}
+
+// startPodThroughBastion starts the kube-apiserver, the fakekubelet, the
+// pod box and a bastion whose policy is kubeExecPolicy.
+func startPodThroughBastion(t *testing.T) podKubectl {
+	t.Helper()
+	c := kubetest.Start(t)
+	c.StartKubelet(t)
+	c.RunPod(t, "default", "box")
+	c.Kubectl(t, "", "create", "clusterrolebinding", "alice-admin", "--clusterrole=cluster-admin", "--user=alice@example.com")
+	srv, kc := kubeThroughBastion(t, c, kubeExecPolicy)
+	return podKubectl{srv: srv, kc: kc, home: t.TempDir()}
+}
+
+// args puts kubeconfig and context before args.
+func (k podKubectl) args(args ...string) []string {
+	return append([]string{"--kubeconfig", k.kc, "--context", "jumpgate-prod-k8s"}, args...)
+}
+
+// run runs kubectl with stdin; websockets "false" makes it use SPDY.
+func (k podKubectl) run(websockets, stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kubetest.KubectlPath(), k.args(args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+k.home, "KUBECONFIG=", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS="+websockets)
+	cmd.Stdin = strings.NewReader(stdin)
+	b, err := cmd.CombinedOutput()
+	return string(b), err
 }

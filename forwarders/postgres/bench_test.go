@@ -117,29 +117,8 @@ func median(v []float64) float64 {
 // (default 3). The "bolt" configuration writes sql.query events to a real
 // boltstore audit log; the others to an in-memory sink.
 func BenchmarkPgbench(b *testing.B) {
-	pg := pgtest.Start(b, pgtest.Options{})
-	if out, err := exec.Command("/usr/bin/pgbench", "-i", "-s", "2", "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-U", pgtest.TrustUser, pgtest.Database).CombinedOutput(); err != nil {
-		b.Fatalf("pgbench -i: %v %s", err, out)
-	}
-	pg.MustSQL(b, "ALTER TABLE pgbench_accounts ADD COLUMN ssn text DEFAULT '123-45-6789', ADD COLUMN email text DEFAULT 'a@b.example', ADD COLUMN card_number text DEFAULT '4242424242424242'")
-	script := filepath.Join(b.TempDir(), "masked.sql")
-	if err := os.WriteFile(script, []byte("\\set aid random(1, 200000)\nSELECT aid, ssn, email, card_number FROM pgbench_accounts WHERE aid = :aid;\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	p, err := policy.Parse([]byte(testPolicy))
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := boltstore.Open(filepath.Join(b.TempDir(), "audit.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	tgt := config.Target{Name: "orders-db", Kind: "postgres", Address: pg.Addr, Database: pgtest.Database, Credentials: config.Credentials{User: pgtest.TrustUser}, TLS: "disable"}
-	plain := serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("plain"), tgt)
-	bolt := serve(b, New(Config{Policy: policy.Static(p), Audit: audit.New(st, nil, slog.Default())}), sessionFor("plain"), tgt)
-	masked := serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("dba"), tgt)
-	tunnel := relay(b, pg.Addr)
+	rig := newPgbenchRig(b)
+	pg, script, plain, bolt, masked, tunnel := rig.pg, rig.script, rig.plain, rig.bolt, rig.masked, rig.tunnel
 	rounds := 3
 	if v, err := strconv.Atoi(os.Getenv("JG_BENCH_ROUNDS")); err == nil && v > 0 {
 		rounds = v
@@ -238,5 +217,46 @@ func BenchmarkMillionRows(b *testing.B) {
 		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 		b.ReportMetric(float64(dd)/float64(vd), "throughput-ratio")
 		b.ReportMetric(vd.Seconds(), "jumpgate-s")
+	}
+}
+
+// pgbenchRig is what the pgbench benchmarks drive: a PostgreSQL with the
+// pgbench tables (plus three columns to mask), a select script over them,
+// the forwarder three ways (no masks, audited to bbolt, masked) and a
+// plain TCP relay as the reference.
+type pgbenchRig struct {
+	pg                          *pgtest.Server
+	script                      string
+	plain, bolt, masked, tunnel string
+}
+
+func newPgbenchRig(b *testing.B) pgbenchRig {
+	b.Helper()
+	pg := pgtest.Start(b, pgtest.Options{})
+	if out, err := exec.Command("/usr/bin/pgbench", "-i", "-s", "2", "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-U", pgtest.TrustUser, pgtest.Database).CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v %s", err, out)
+	}
+	pg.MustSQL(b, "ALTER TABLE pgbench_accounts ADD COLUMN ssn text DEFAULT '123-45-6789', ADD COLUMN email text DEFAULT 'a@b.example', ADD COLUMN card_number text DEFAULT '4242424242424242'")
+	script := filepath.Join(b.TempDir(), "masked.sql")
+	if err := os.WriteFile(script, []byte("\\set aid random(1, 200000)\nSELECT aid, ssn, email, card_number FROM pgbench_accounts WHERE aid = :aid;\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	p, err := policy.Parse([]byte(testPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(b.TempDir(), "audit.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	tgt := config.Target{Name: "orders-db", Kind: "postgres", Address: pg.Addr, Database: pgtest.Database, Credentials: config.Credentials{User: pgtest.TrustUser}, TLS: "disable"}
+	return pgbenchRig{
+		pg:     pg,
+		script: script,
+		plain:  serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("plain"), tgt),
+		bolt:   serve(b, New(Config{Policy: policy.Static(p), Audit: audit.New(st, nil, slog.Default())}), sessionFor("plain"), tgt),
+		masked: serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("dba"), tgt),
+		tunnel: relay(b, pg.Addr),
 	}
 }

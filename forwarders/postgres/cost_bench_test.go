@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"bufio"
-	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jumpgate/jumpgate/audit"
-	"github.com/jumpgate/jumpgate/config"
-	"github.com/jumpgate/jumpgate/policy"
-	"github.com/jumpgate/jumpgate/storage/boltstore"
 	"github.com/jumpgate/jumpgate/testutil/pgtest"
 )
 
@@ -67,29 +61,8 @@ func currentCost(b *testing.B) processCost {
 // forwarder (or the relay) runs in this process: pgbench and PostgreSQL
 // are other processes.
 func BenchmarkStatementCost(b *testing.B) {
-	pg := pgtest.Start(b, pgtest.Options{})
-	if out, err := exec.Command("/usr/bin/pgbench", "-i", "-s", "2", "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-U", pgtest.TrustUser, pgtest.Database).CombinedOutput(); err != nil {
-		b.Fatalf("pgbench -i: %v %s", err, out)
-	}
-	pg.MustSQL(b, "ALTER TABLE pgbench_accounts ADD COLUMN ssn text DEFAULT '123-45-6789', ADD COLUMN email text DEFAULT 'a@b.example', ADD COLUMN card_number text DEFAULT '4242424242424242'")
-	script := filepath.Join(b.TempDir(), "masked.sql")
-	if err := os.WriteFile(script, []byte("\\set aid random(1, 200000)\nSELECT aid, ssn, email, card_number FROM pgbench_accounts WHERE aid = :aid;\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	p, err := policy.Parse([]byte(testPolicy))
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := boltstore.Open(filepath.Join(b.TempDir(), "audit.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	tgt := config.Target{Name: "orders-db", Kind: "postgres", Address: pg.Addr, Database: pgtest.Database, Credentials: config.Credentials{User: pgtest.TrustUser}, TLS: "disable"}
-	plain := serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("plain"), tgt)
-	bolt := serve(b, New(Config{Policy: policy.Static(p), Audit: audit.New(st, nil, slog.Default())}), sessionFor("plain"), tgt)
-	masked := serve(b, New(Config{Policy: policy.Static(p), Audit: nopAudit{}}), sessionFor("dba"), tgt)
-	tunnel := relay(b, pg.Addr)
+	rig := newPgbenchRig(b)
+	script, plain, bolt, masked, tunnel := rig.script, rig.plain, rig.bolt, rig.masked, rig.tunnel
 	const clients, perClient = 4, 5000
 	runs := []struct {
 		name string

@@ -205,20 +205,18 @@ func builder(e *Event) storage.AuditBuilder {
 // hash, with `,"hash":"<hex>"` inserted before the closing brace, so a line
 // can be verified from its own bytes.
 func Seal(e *Event) ([]byte, string, error) {
-	u := unhashed{e.ID, e.Seq, e.Time, e.Type, e.User, e.Target, e.Session, e.Source, e.Details, e.PrevHash}
-	b, err := json.Marshal(u)
+	line, err := appendUnhashed(make([]byte, 0, 512), e)
 	if err != nil {
 		return nil, "", fmt.Errorf("audit: encode: %w", err)
 	}
-	sum := sha256.Sum256(b)
-	h := hex.EncodeToString(sum[:])
-	e.Hash = h
-	line := make([]byte, 0, len(b)+80)
-	line = append(line, b[:len(b)-1]...)
-	line = append(line, `,"hash":"`...)
-	line = append(line, h...)
+	sum := sha256.Sum256(line)
+	var h [64]byte
+	hex.Encode(h[:], sum[:])
+	e.Hash = string(h[:])
+	line = append(line[:len(line)-1], `,"hash":"`...)
+	line = append(line, h[:]...)
 	line = append(line, `"}`...)
-	return line, h, nil
+	return line, e.Hash, nil
 }
 
 var hashSuffix = regexp.MustCompile(`,"hash":"([0-9a-f]{64})"}$`)

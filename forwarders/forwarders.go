@@ -45,12 +45,6 @@ type Auditor interface {
 	Emit(ctx context.Context, e audit.Event) (audit.Event, error)
 }
 
-// BatchAuditor is an Auditor that appends several events in one durable
-// write (an *audit.Log); forwarders use it when they can.
-type BatchAuditor interface {
-	EmitBatch(ctx context.Context, events []audit.Event) ([]audit.Event, error)
-}
-
 // Approver holds operations for approval (an *approvals.Queue).
 type Approver interface {
 	Create(ctx context.Context, r storage.Request, ttl time.Duration) (storage.Request, error)

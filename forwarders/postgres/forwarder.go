@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
 	"github.com/jumpgate/jumpgate/policy"
@@ -57,6 +58,11 @@ type Config struct {
 	LogLiterals bool
 	// CatalogTTL is how long a table's column names are cached (default 1m).
 	CatalogTTL time.Duration
+	// AuditCommitInterval is how long sql.query events of all sessions
+	// gather before they are appended in one commit (default
+	// audit.DefaultCommitInterval). Results reach the client before their
+	// event is durable; a failed commit closes the sessions it held events of.
+	AuditCommitInterval time.Duration
 }
 
 // Forwarder serves PostgreSQL channels. It is safe for concurrent use.
@@ -65,6 +71,9 @@ type Forwarder struct {
 	log *slog.Logger
 
 	cache *stmtCache
+
+	queueOnce sync.Once
+	queue     *audit.Queue // sql.query events of every session, in group commits
 
 	mu       sync.Mutex
 	keys     map[string]cancelKey // bastion key → upstream key
@@ -119,8 +128,43 @@ func New(cfg Config) *Forwarder {
 		cache: newStmtCache(4096, 16<<20)}
 }
 
-// Close releases the catalog connections.
+// auditQueue returns the queue sessions hand their finished statements to,
+// started on first use.
+func (f *Forwarder) auditQueue() *audit.Queue {
+	f.queueOnce.Do(func() {
+		f.queue = audit.NewQueue(batchEmitter(f.cfg.Audit), f.cfg.AuditCommitInterval)
+	})
+	return f.queue
+}
+
+// batchEmitter appends with EmitBatch where a can, else one Emit per event.
+func batchEmitter(a Auditor) audit.BatchEmitter {
+	if b, ok := a.(audit.BatchEmitter); ok {
+		return b
+	}
+	return emitEach{a}
+}
+
+type emitEach struct{ a Auditor }
+
+func (e emitEach) EmitBatch(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
+	for i := range events {
+		ev, err := e.a.Emit(ctx, events[i])
+		if err != nil {
+			return events[:i], err
+		}
+		events[i] = ev
+	}
+	return events, nil
+}
+
+// Close writes the queued audit events and releases the catalog
+// connections. Sessions still running fail closed at their next statement.
 func (f *Forwarder) Close() {
+	f.queueOnce.Do(func() {}) // no queue is started after Close
+	if f.queue != nil {
+		f.queue.Close()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.catalogs {

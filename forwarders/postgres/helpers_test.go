@@ -103,6 +103,7 @@ func serve(t testing.TB, f *Forwarder, s forwarders.Session, tgt config.Target) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(f.Close) // after the sessions below have ended
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

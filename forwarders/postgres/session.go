@@ -107,30 +107,28 @@ type session struct {
 	cwMu sync.Mutex
 	uw   *bufio.Writer // to the upstream; client loop only
 
-	mu          sync.Mutex
-	queue       []*pending // queue[qhead:] are awaiting answers
-	qhead       int
-	stmts       map[string]*prepStmt
-	portals     map[string]*portal
-	sqlPrep     map[string][]string // SQL-level PREPAREd statements → kinds
-	discard     bool
-	auditBad    error
-	plan        *rowPlan // current result's plan (server loop)
-	planKnown   bool
-	copyPlan    *copyPlan // current COPY OUT plan (server loop)
-	auditCh     chan []auditRec
-	auditFree   chan []auditRec    // batches the writers are done with
-	auditBuf    []auditRec         // finished statements not yet handed off (server loop)
-	tags        map[string]tagInfo // command tags seen (server loop)
-	rowCount    int64              // DataRows of the current statement (server loop)
-	scratch     []byte
-	lastPlan    lastPlan    // server loop
-	tmpl        tmplScratch // client loop
-	rulesCur    atomic.Pointer[sessRules]
-	stmtNo      int64 // statements audited (server loop)
-	auditN      int   // audit writers started (server loop)
-	auditWG     sync.WaitGroup
-	auditFailed atomic.Bool
+	mu           sync.Mutex
+	queue        []*pending // queue[qhead:] are awaiting answers
+	qhead        int
+	stmts        map[string]*prepStmt
+	portals      map[string]*portal
+	sqlPrep      map[string][]string // SQL-level PREPAREd statements → kinds
+	discard      bool
+	auditBad     error
+	plan         *rowPlan // current result's plan (server loop)
+	planKnown    bool
+	copyPlan     *copyPlan          // current COPY OUT plan (server loop)
+	auditFree    chan *sqlBatch     // batches the audit queue is done with
+	auditBuf     []auditRec         // finished statements not yet handed off (server loop)
+	tags         map[string]tagInfo // command tags seen (server loop)
+	rowCount     int64              // DataRows of the current statement (server loop)
+	scratch      []byte
+	lastPlan     lastPlan    // server loop
+	tmpl         tmplScratch // client loop
+	rulesCur     atomic.Pointer[sessRules]
+	stmtNo       int64          // statements audited (server loop)
+	auditWG      sync.WaitGroup // batches in the audit queue, and the failure handler
+	auditClosing atomic.Bool    // a failed audit write is closing the session
 }
 
 // sessRules are the rules of this session's user on its target under one
@@ -189,11 +187,9 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 		return err
 	}
 
-	ss.auditCh = make(chan []auditRec, 256)
-	ss.auditFree = make(chan []auditRec, 4)
+	ss.auditFree = make(chan *sqlBatch, 4)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	ss.startAuditWorker()
 	serverErr := make(chan error, 1)
 	go func() {
 		defer wg.Done()
@@ -206,8 +202,7 @@ func (ss *session) run(hc *pgconn.HijackedConn) error {
 	ss.up.Close()
 	serr := <-serverErr
 	wg.Wait()
-	close(ss.auditCh)
-	ss.auditWG.Wait()
+	ss.auditWG.Wait() // every finished statement's event is durable (or the session failed closed)
 	ss.client.Close()
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
@@ -1159,31 +1154,83 @@ func (ss *session) complete(p *pending, typ byte, body []byte, errMsg string) {
 // off (it hands them off at every flush to the client anyway).
 const auditBatch = 64
 
-// handOffAudit passes the finished statements to the audit writers, one
-// channel send per batch (server loop).
+// sqlBatch is a session's finished statements in the forwarder's audit
+// queue: the queue's writer builds their events and appends them with
+// every other session's in one commit.
+type sqlBatch struct {
+	ss   *session
+	recs []auditRec
+}
+
+// Events implements audit.Batch.
+func (b *sqlBatch) Events(dst []audit.Event) []audit.Event {
+	for _, rec := range b.recs {
+		dst = append(dst, b.ss.event(rec))
+	}
+	return dst
+}
+
+// Done implements audit.Batch: a failed write closes the session (fail
+// closed for every later statement). It runs in the queue's writer, so the
+// session's client is told from a goroutine of the session's own.
+func (b *sqlBatch) Done(err error) {
+	ss := b.ss
+	if err != nil {
+		ss.auditFailed(err)
+	}
+	clear(b.recs)
+	b.recs = b.recs[:0]
+	select {
+	case ss.auditFree <- b:
+	default:
+	}
+	ss.auditWG.Done()
+}
+
+// auditFailed closes the session after its events could not be written.
+func (ss *session) auditFailed(err error) {
+	ss.mu.Lock()
+	ss.auditBad = err
+	ss.mu.Unlock()
+	if !ss.auditClosing.CompareAndSwap(false, true) {
+		return
+	}
+	ss.auditWG.Add(1)
+	go func() {
+		defer ss.auditWG.Done()
+		ss.log.Error("audit write failed; closing the session", "err", err)
+		ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
+		ss.cancel(err)
+	}()
+}
+
+// handOffAudit passes the finished statements to the forwarder's audit
+// queue, one batch per flush to the client (server loop). It blocks only
+// while the queue is full: the statements have run, so their events are
+// queued even when the session is ending.
 func (ss *session) handOffAudit() {
 	if len(ss.auditBuf) == 0 {
 		return
 	}
-	batch := ss.auditBuf
+	var b *sqlBatch
 	select {
-	case ss.auditBuf = <-ss.auditFree:
+	case b = <-ss.auditFree:
 	default:
-		ss.auditBuf = make([]auditRec, 0, min(2*len(batch), auditBatch))
+		b = &sqlBatch{ss: ss}
 	}
-	// Prefer the send: when the session is ending, a batch that fits is
-	// still written.
-	select {
-	case ss.auditCh <- batch:
-	default:
-		select {
-		case ss.auditCh <- batch:
-		case <-ss.ctx.Done():
-			return
-		}
+	b.recs, ss.auditBuf = ss.auditBuf, b.recs
+	if ss.auditBuf == nil {
+		ss.auditBuf = make([]auditRec, 0, min(2*len(b.recs), auditBatch))
 	}
-	if len(ss.auditCh) > 1 && ss.auditN < auditWorkers {
-		ss.startAuditWorker()
+	q := ss.f.auditQueue()
+	if q == nil {
+		ss.auditFailed(audit.ErrQueueClosed)
+		return
+	}
+	ss.auditWG.Add(1)
+	if err := q.Put(context.WithoutCancel(ss.ctx), b); err != nil {
+		ss.auditWG.Done()
+		ss.auditFailed(err)
 	}
 }
 
@@ -1259,97 +1306,6 @@ func (ss *session) event(rec auditRec) audit.Event {
 		d["text"] = ss.auditText(text, rec.protocol)
 	}
 	return audit.Event{Time: rec.at, Type: audit.SQLQuery, User: ss.s.User, Target: ss.t.Name, Session: ss.s.ID, Source: ss.s.Source, Details: d}
-}
-
-// auditWorkers bounds the goroutines of one session writing sql.query
-// events at once. The first is started with the session; handOffAudit
-// starts another while batches queue up. Several writers let a store that
-// coalesces concurrent writers (boltstore's Batch) commit many events in
-// one transaction; their order in the chain may then differ within that
-// window, so each event carries the time its statement finished and its
-// number within the session.
-const auditWorkers = 32
-
-// startAuditWorker starts one more writer (server loop or run).
-func (ss *session) startAuditWorker() {
-	ss.auditN++
-	ss.auditWG.Add(1)
-	go func() {
-		defer ss.auditWG.Done()
-		ss.auditWorker()
-	}()
-}
-
-// auditWorker writes sql.query events off the relay path; a failed write
-// closes the session (fail closed for every later statement).
-func (ss *session) auditWorker() {
-	ctx := context.WithoutCancel(ss.ctx)
-	failed := func(err error) {
-		ss.mu.Lock()
-		ss.auditBad = err
-		ss.mu.Unlock()
-		if ss.auditFailed.CompareAndSwap(false, true) {
-			ss.log.Error("audit write failed; closing the session", "err", err)
-			ss.fatal("58000", "jumpgate: the audit log cannot be written; the session is closed")
-			ss.cancel(err)
-		}
-	}
-	batcher, _ := ss.f.cfg.Audit.(forwarders.BatchAuditor)
-	var events []audit.Event
-	var batches [][]auditRec
-	for batch := range ss.auditCh {
-		// Take whatever else is queued already: while this writer waited
-		// on the last commit, the session went on.
-		batches = append(batches[:0], batch)
-	more:
-		for n := len(batch); n < 8*auditBatch; {
-			select {
-			case b, ok := <-ss.auditCh:
-				if !ok {
-					break more
-				}
-				batches = append(batches, b)
-				n += len(b)
-			default:
-				break more
-			}
-		}
-		events = events[:0]
-		switch {
-		case ss.auditFailed.Load():
-			// drain: the session is closing
-		case batcher != nil:
-			// Everything taken in one durable write: one commit for the
-			// statements of several flushes.
-			for _, b := range batches {
-				for _, rec := range b {
-					events = append(events, ss.event(rec))
-				}
-			}
-			if _, err := batcher.EmitBatch(ctx, events); err != nil {
-				failed(err)
-			}
-			clear(events)
-		default:
-		emit:
-			for _, b := range batches {
-				for _, rec := range b {
-					if _, err := ss.f.cfg.Audit.Emit(ctx, ss.event(rec)); err != nil {
-						failed(err)
-						break emit
-					}
-				}
-			}
-		}
-		for _, b := range batches {
-			clear(b)
-			select {
-			case ss.auditFree <- b[:0]:
-			default:
-			}
-		}
-		clear(batches)
-	}
 }
 
 // auditText keeps literals out of simple-protocol text unless configured.

@@ -265,9 +265,39 @@ type auditTip struct {
 	Hash string `json:"hash"`
 }
 
+// auditValue is how records written before the stored value became the
+// line itself were kept; they are still read.
 type auditValue struct {
 	Hash string          `json:"hash"`
 	JSON json.RawMessage `json:"event"`
+}
+
+var oldAuditValue = []byte(`{"hash":`)
+
+// auditHash returns the hash a stored line ends with (`,"hash":"<hex>"}`).
+func auditHash(line []byte) (string, bool) {
+	const tail = len(`,"hash":"`) + 64 + len(`"}`)
+	if len(line) < tail || !bytes.HasSuffix(line, []byte(`"}`)) || !bytes.HasPrefix(line[len(line)-tail:], []byte(`,"hash":"`)) {
+		return "", false
+	}
+	return string(line[len(line)-tail+len(`,"hash":"`) : len(line)-2]), true
+}
+
+// decodeAudit reads one stored audit value: the event's line (which ends
+// with its hash), or the older {"hash","event"} wrapper.
+func decodeAudit(seq uint64, v []byte) (storage.AuditRecord, error) {
+	if bytes.HasPrefix(v, oldAuditValue) {
+		var av auditValue
+		if err := json.Unmarshal(v, &av); err != nil {
+			return storage.AuditRecord{}, fmt.Errorf("%w: audit record %d: %v", storage.ErrCorrupt, seq, err)
+		}
+		return storage.AuditRecord{Seq: seq, Hash: av.Hash, JSON: append([]byte(nil), av.JSON...)}, nil
+	}
+	h, ok := auditHash(v)
+	if !ok {
+		return storage.AuditRecord{}, fmt.Errorf("%w: audit record %d: no trailing hash", storage.ErrCorrupt, seq)
+	}
+	return storage.AuditRecord{Seq: seq, Hash: h, JSON: append([]byte(nil), v...)}, nil
 }
 
 // AppendAudit appends one event to the chain inside a transaction.
@@ -289,15 +319,9 @@ func (s *Store) AppendAudit(ctx context.Context, build storage.AuditBuilder) (st
 func (s *Store) AppendAuditBatch(ctx context.Context, builds []storage.AuditBuilder) ([]storage.AuditRecord, error) {
 	var recs []storage.AuditRecord
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		recs = recs[:0] // bbolt may run a batched function again alone
-		for _, build := range builds {
-			rec, err := appendAudit(tx, build)
-			if err != nil {
-				return err
-			}
-			recs = append(recs, rec)
-		}
-		return nil
+		var err error
+		recs, err = appendAudits(tx, builds, recs[:0]) // bbolt may run a batched function again alone
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: append audit: %w", err)
@@ -306,22 +330,43 @@ func (s *Store) AppendAuditBatch(ctx context.Context, builds []storage.AuditBuil
 }
 
 func appendAudit(tx *bolt.Tx, build storage.AuditBuilder) (storage.AuditRecord, error) {
+	recs, err := appendAudits(tx, []storage.AuditBuilder{build}, nil)
+	if err != nil {
+		return storage.AuditRecord{}, err
+	}
+	return recs[0], nil
+}
+
+// appendAudits appends one record per builder after the chain's tip, which
+// it reads and writes once. The stored value is the line itself (it ends
+// with its hash), and the bucket is filled to the brim: keys only ever
+// grow, so half-empty pages would never be filled later.
+func appendAudits(tx *bolt.Tx, builds []storage.AuditBuilder, recs []storage.AuditRecord) ([]storage.AuditRecord, error) {
 	m := tx.Bucket(bMeta)
 	var tip auditTip
 	if v := m.Get(kAuditTip); v != nil {
 		if err := json.Unmarshal(v, &tip); err != nil {
-			return storage.AuditRecord{}, fmt.Errorf("%w: audit tip: %v", storage.ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: audit tip: %v", storage.ErrCorrupt, err)
 		}
 	}
-	seq := tip.Seq + 1
-	line, hash, err := build(seq, tip.Hash)
-	if err != nil {
-		return storage.AuditRecord{}, err
+	b := tx.Bucket(bAudit)
+	b.FillPercent = 1
+	for _, build := range builds {
+		seq := tip.Seq + 1
+		line, hash, err := build(seq, tip.Hash)
+		if err != nil {
+			return nil, err
+		}
+		if h, ok := auditHash(line); !ok || h != hash {
+			return nil, fmt.Errorf("boltstore: audit line %d does not end with its hash", seq)
+		}
+		if err := b.Put(u64(seq), line); err != nil {
+			return nil, err
+		}
+		recs = append(recs, storage.AuditRecord{Seq: seq, Hash: hash, JSON: line})
+		tip = auditTip{Seq: seq, Hash: hash}
 	}
-	if err := putJSON(tx.Bucket(bAudit), u64(seq), auditValue{Hash: hash, JSON: line}); err != nil {
-		return storage.AuditRecord{}, err
-	}
-	return storage.AuditRecord{Seq: seq, Hash: hash, JSON: line}, putJSON(m, kAuditTip, auditTip{Seq: seq, Hash: hash})
+	return recs, putJSON(m, kAuditTip, tip)
 }
 
 // AuditRange returns audit records from fromSeq on.
@@ -330,11 +375,11 @@ func (s *Store) AuditRange(ctx context.Context, fromSeq uint64, limit int) ([]st
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bAudit).Cursor()
 		for k, v := c.Seek(u64(fromSeq)); k != nil; k, v = c.Next() {
-			var av auditValue
-			if err := json.Unmarshal(v, &av); err != nil {
-				return fmt.Errorf("%w: audit record %d: %v", storage.ErrCorrupt, binary.BigEndian.Uint64(k), err)
+			rec, err := decodeAudit(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
 			}
-			out = append(out, storage.AuditRecord{Seq: binary.BigEndian.Uint64(k), Hash: av.Hash, JSON: append([]byte(nil), av.JSON...)})
+			out = append(out, rec)
 			if limit > 0 && len(out) >= limit {
 				break
 			}

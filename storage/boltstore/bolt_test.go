@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/jumpgate/jumpgate/storage"
 )
 
@@ -166,5 +168,64 @@ func TestOpenRefusesDamagedFiles(t *testing.T) {
 				t.Fatal("the damaged file was modified")
 			}
 		})
+	}
+}
+
+// TestAuditReadsBothValueFormats: records stored before the value became
+// the line itself ({"hash","event"}) are read back next to new ones, the
+// chain goes on from the old tip, and a value of neither form is corrupt.
+func TestAuditReadsBothValueFormats(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	line := func(seq uint64, prev string) ([]byte, string) {
+		h := fmt.Sprintf("%064x", seq*7)
+		return []byte(fmt.Sprintf(`{"id":"e%d","seq":%d,"prev_hash":%q,"hash":"%s"}`, seq, seq, prev, h)), h
+	}
+	// Two records the way earlier releases wrote them.
+	old1, h1 := line(1, "")
+	old2, h2 := line(2, h1)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		for i, l := range [][]byte{old1, old2} {
+			if err := putJSON(tx.Bucket(bAudit), u64(uint64(i+1)), auditValue{Hash: []string{h1, h2}[i], JSON: l}); err != nil {
+				return err
+			}
+		}
+		return putJSON(tx.Bucket(bMeta), kAuditTip, auditTip{Seq: 2, Hash: h2})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotPrev string
+	rec, err := s.AppendAudit(context.Background(), func(seq uint64, prev string) ([]byte, string, error) {
+		gotPrev = prev
+		l, h := line(seq, prev)
+		return l, h, nil
+	})
+	if err != nil || rec.Seq != 3 || gotPrev != h2 {
+		t.Fatalf("append after old records: seq %d prev %q err %v", rec.Seq, gotPrev, err)
+	}
+	recs, err := s.AuditRange(context.Background(), 1, 0)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("AuditRange = %d records, %v", len(recs), err)
+	}
+	for i, want := range [][]byte{old1, old2, rec.JSON} {
+		if !bytes.Equal(recs[i].JSON, want) || recs[i].Seq != uint64(i+1) || recs[i].Hash != fmt.Sprintf("%064x", (i+1)*7) {
+			t.Errorf("record %d = %d %s %s", i+1, recs[i].Seq, recs[i].Hash, recs[i].JSON)
+		}
+	}
+	// A builder whose line does not end with its hash is refused.
+	if _, err := s.AppendAudit(context.Background(), func(seq uint64, prev string) ([]byte, string, error) {
+		return []byte(`{"id":"x"}`), fmt.Sprintf("%064x", 1), nil
+	}); err == nil {
+		t.Error("a line without its trailing hash was stored")
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bAudit).Put(u64(4), []byte(`{"id":"no hash"}`)) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AuditRange(context.Background(), 4, 0); !errors.Is(err, storage.ErrCorrupt) {
+		t.Fatalf("AuditRange over a damaged value = %v, want ErrCorrupt", err)
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,6 +45,27 @@ type Store struct {
 	mu         sync.Mutex
 	nextSerial uint64
 	highSerial uint64 // exclusive upper bound of the reserved block
+
+	// dropEvery is how often appends drop the file's pages from the
+	// process's page tables (dropMapped); lastDrop is when it last did.
+	dropEvery time.Duration
+	lastDrop  atomic.Int64
+}
+
+// defaultDropEvery: a second of appends maps at most what they wrote.
+const defaultDropEvery = time.Second
+
+// appended is called after audit appends: now and then it drops the mapped
+// pages of the file (dropMapped), so RSS does not grow with the audit log.
+func (s *Store) appended() {
+	now := time.Now().UnixNano()
+	last := s.lastDrop.Load()
+	if now-last < int64(s.dropEvery) || !s.lastDrop.CompareAndSwap(last, now) {
+		return
+	}
+	if err := dropMapped(s.db); err != nil {
+		slog.Warn("boltstore: cannot drop mapped pages", "err", err)
+	}
 }
 
 var (
@@ -81,6 +104,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: %s: %w: %v (restore it from a backup; it was not modified)", path, storage.ErrCorrupt, err)
 	}
+	_ = dropMapped(db) // the check read every page; none of them is needed now
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMeta, bCerts, bKeyIDs, bRevoked, bAudit, bRequests, bSessions, bKV} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -95,7 +119,7 @@ func Open(path string) (*Store, error) {
 	}
 	// Writers that arrive within 2ms share one fsynced transaction.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	return &Store{db: db}, nil
+	return &Store{db: db, dropEvery: defaultDropEvery}, nil
 }
 
 // Close closes the database.
@@ -177,6 +201,7 @@ func (s *Store) PutCertAudited(ctx context.Context, c storage.CertRecord, build 
 	if err != nil {
 		return storage.AuditRecord{}, fmt.Errorf("boltstore: record certificate: %w", err)
 	}
+	s.appended()
 	return rec, nil
 }
 
@@ -311,6 +336,7 @@ func (s *Store) AppendAudit(ctx context.Context, build storage.AuditBuilder) (st
 	if err != nil {
 		return storage.AuditRecord{}, fmt.Errorf("boltstore: append audit: %w", err)
 	}
+	s.appended()
 	return rec, nil
 }
 
@@ -326,6 +352,7 @@ func (s *Store) AppendAuditBatch(ctx context.Context, builds []storage.AuditBuil
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: append audit: %w", err)
 	}
+	s.appended()
 	return recs, nil
 }
 

@@ -16,41 +16,29 @@ import (
 // events cannot be written.
 var ErrAuditFailed = errors.New("kube: the audit log cannot be written")
 
-// auditQueueLen bounds the kube.request events of one connection waiting
-// for the audit log; a request whose event does not fit waits for room.
-const auditQueueLen = 1024
-
-// auditWriters bounds the goroutines of one connection writing events at
-// once. The first starts with the first event; another starts while
-// events queue up, so that a store coalescing concurrent writers
-// (boltstore's Batch) commits several in one transaction. Within that
-// window the order in the chain may differ from the order of the
-// responses; each event carries its own time.
-const auditWriters = 8
-
 // auditQueue writes the kube.request events of one connection off the
-// requests' critical path: a request's response goes out while its event
-// is committed. It is owned by Serve, whose close flushes every queued
-// event before the connection's Serve returns. The first failed write
-// marks the connection failed (later requests get 503) and calls onFail,
-// which closes the connection.
+// requests' critical path, through the forwarder's shared audit.Queue: a
+// request's response goes out while its event gathers with every other
+// connection's for the next group commit. It is owned by Serve, whose close
+// waits until every queued event is durable before the connection's Serve
+// returns. The first failed write marks the connection failed (later
+// requests get 503) and calls onFail, which closes the connection.
 type auditQueue struct {
 	ctx    context.Context // for the writes; not cancelled with the connection
+	shared *audit.Queue    // nil: the forwarder is closed
 	sink   Auditor
 	log    *slog.Logger
 	onFail func(error)
 
-	mu      sync.RWMutex // senders hold it shared; close exclusively
-	closed  bool
-	ch      chan audit.Event
-	writers atomic.Int32
-	wg      sync.WaitGroup
+	mu     sync.RWMutex // senders hold it shared; close exclusively
+	closed bool
+	queued sync.WaitGroup // events in the shared queue
 
 	failed atomic.Pointer[error]
 }
 
-func newAuditQueue(ctx context.Context, sink Auditor, log *slog.Logger, onFail func(error)) *auditQueue {
-	return &auditQueue{ctx: context.WithoutCancel(ctx), sink: sink, log: log, onFail: onFail, ch: make(chan audit.Event, auditQueueLen)}
+func newAuditQueue(ctx context.Context, shared *audit.Queue, sink Auditor, log *slog.Logger, onFail func(error)) *auditQueue {
+	return &auditQueue{ctx: context.WithoutCancel(ctx), shared: shared, sink: sink, log: log, onFail: onFail}
 }
 
 // Err is the audit failure of the connection, or nil.
@@ -61,64 +49,82 @@ func (q *auditQueue) Err() error {
 	return nil
 }
 
-// enqueue hands e to the writers. After close it writes e itself.
+// queuedEvent is one event in the shared queue.
+type queuedEvent struct {
+	q *auditQueue
+	e audit.Event
+}
+
+func (b *queuedEvent) Events(dst []audit.Event) []audit.Event { return append(dst, b.e) }
+
+func (b *queuedEvent) Done(err error) {
+	if err != nil {
+		b.q.fail(b.e, err)
+	}
+	b.q.queued.Done()
+}
+
+// enqueue hands e to the shared queue. After close it writes e itself.
 func (q *auditQueue) enqueue(e audit.Event) {
 	q.mu.RLock()
-	if q.closed {
-		q.mu.RUnlock()
+	defer q.mu.RUnlock()
+	if q.closed || q.shared == nil {
 		q.write(e)
 		return
 	}
-	q.ch <- e
-	if n := q.writers.Load(); n == 0 || (len(q.ch) > 1 && n < auditWriters) {
-		if q.writers.Add(1) <= auditWriters {
-			q.wg.Add(1)
-			go func() {
-				defer q.wg.Done()
-				for e := range q.ch {
-					q.write(e)
-				}
-			}()
-		} else {
-			q.writers.Add(-1)
-		}
+	if q.Err() != nil {
+		q.lost(e, nil)
+		return
 	}
-	q.mu.RUnlock()
+	q.queued.Add(1)
+	if err := q.shared.Put(q.ctx, &queuedEvent{q: q, e: e}); err != nil {
+		q.queued.Done()
+		q.write(e) // the queue closed under us: commit it here
+	}
 }
 
 // writeNow commits e before it returns (upgraded requests: their event
 // follows the exec session's own events in the log), with the same
-// failure handling as the writers.
+// failure handling as the queue.
 func (q *auditQueue) writeNow(e audit.Event) { q.write(e) }
 
 // write commits one event; once the connection has failed it only logs
 // what is lost.
 func (q *auditQueue) write(e audit.Event) {
-	if err := q.Err(); err != nil {
-		q.log.Error("audit event lost: the audit log failed earlier on this connection", "type", e.Type, "details", e.Details)
+	if q.Err() != nil {
+		q.lost(e, nil)
 		return
 	}
 	if _, err := q.sink.Emit(q.ctx, e); err != nil {
-		err = fmt.Errorf("%w: %w", ErrAuditFailed, err)
-		if q.failed.CompareAndSwap(nil, &err) {
-			q.log.Error("audit write failed; closing the connection", "type", e.Type, "err", err)
-			q.onFail(err)
-		} else {
-			q.log.Error("audit event lost", "type", e.Type, "details", e.Details, "err", err)
-		}
+		q.fail(e, err)
 	}
 }
 
-// close writes every queued event and waits for the writers. Events
+// fail marks the connection failed on its first failed write.
+func (q *auditQueue) fail(e audit.Event, err error) {
+	err = fmt.Errorf("%w: %w", ErrAuditFailed, err)
+	if q.failed.CompareAndSwap(nil, &err) {
+		q.log.Error("audit write failed; closing the connection", "type", e.Type, "err", err)
+		q.onFail(err)
+		return
+	}
+	q.lost(e, err)
+}
+
+func (q *auditQueue) lost(e audit.Event, err error) {
+	if err == nil {
+		err = q.Err()
+	}
+	q.log.Error("audit event lost: the audit log failed on this connection", "type", e.Type, "details", e.Details, "err", err)
+}
+
+// close waits until every queued event is durable (or failed). Events
 // enqueued later are written synchronously.
 func (q *auditQueue) close() {
 	q.mu.Lock()
-	if !q.closed {
-		q.closed = true
-		close(q.ch)
-	}
+	q.closed = true
 	q.mu.Unlock()
-	q.wg.Wait()
+	q.queued.Wait()
 }
 
 // closingWriter asks for the connection to be closed after its response

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jumpgate/jumpgate/audit"
+	"github.com/jumpgate/jumpgate/forwarders"
 )
 
 // gatedAudit holds every kube.request event until release is closed, or
@@ -173,7 +174,10 @@ func TestAuditQueueFailedRefuses(t *testing.T) {
 		mu.Unlock()
 	})
 	e := startForwarderCfg(t, up.Listener.Addr().String(), upCA, "upstream-token", testPolicy, alice, nil)
-	aq := newAuditQueue(context.Background(), &gatedAudit{fail: errors.New("disk full")}, e.f.log, func(error) {})
+	bad := &gatedAudit{fail: errors.New("disk full")}
+	shared := audit.NewQueue(forwarders.BatchEmitter(bad), 0)
+	defer shared.Close()
+	aq := newAuditQueue(context.Background(), shared, bad, e.f.log, func(error) {})
 	aq.enqueue(audit.Event{Type: audit.KubeRequest})
 	aq.close()
 	if !errors.Is(aq.Err(), ErrAuditFailed) {

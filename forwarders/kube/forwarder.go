@@ -82,8 +82,9 @@ type Config struct {
 
 // Forwarder serves Kubernetes API channels. It is safe for concurrent use.
 type Forwarder struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	audit forwarders.AuditQueue // kube.request events of every connection, in group commits
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport // by target name+address+CA
@@ -130,11 +131,14 @@ func New(cfg Config) *Forwarder {
 	if cfg.MaxMaskBytes <= 0 {
 		cfg.MaxMaskBytes = 256 << 20
 	}
-	return &Forwarder{cfg: cfg, log: cfg.Logger.With("forwarder", "kube"), transports: map[string]*http.Transport{}}
+	return &Forwarder{cfg: cfg, log: cfg.Logger.With("forwarder", "kube"), transports: map[string]*http.Transport{},
+		audit: forwarders.AuditQueue{Audit: cfg.Audit}}
 }
 
-// Close releases idle upstream connections.
+// Close writes the queued audit events and releases idle upstream
+// connections. Connections still open write their later events themselves.
 func (f *Forwarder) Close() {
+	f.audit.Close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, tr := range f.transports {
@@ -173,7 +177,7 @@ func (f *Forwarder) Serve(ctx context.Context, conn forwarders.Stream, s forward
 	var handlers sync.WaitGroup
 	auditFailed := make(chan struct{})
 	var failOnce sync.Once
-	aq := newAuditQueue(ctx, f.cfg.Audit, log, func(error) { failOnce.Do(func() { close(auditFailed) }) })
+	aq := newAuditQueue(ctx, f.audit.Get(), f.cfg.Audit, log, func(error) { failOnce.Do(func() { close(auditFailed) }) })
 	h := &handler{f: f, log: log, s: s, t: t, upstream: upstream, wg: &handlers, audit: aq}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,

@@ -92,3 +92,33 @@ func TestAuditFailureClosesSessions(t *testing.T) {
 		t.Fatalf("chain after the failure: %d events, %v", n, err)
 	}
 }
+
+// TestStatementsAfterCloseAreAudited: a session still running when the
+// forwarder is closed (the server's shutdown grace ran out) keeps
+// auditing: its events are written without the shared queue.
+func TestStatementsAfterCloseAreAudited(t *testing.T) {
+	e := newEnv(t, []string{"dba"}, nil)
+	ctx := context.Background()
+	host, port, _ := strings.Cut(e.addr, ":")
+	c, err := pgconn.Connect(ctx, "host="+host+" port="+port+" user=x dbname=y sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "SELECT 1 AS before_close").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	e.fwd.Close()
+	if _, err := c.Exec(ctx, "SELECT 2 AS after_close").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both statements audited", func() (bool, error) {
+		var n int
+		for _, ev := range e.events(t, "sql.query") {
+			if txt, _ := ev.Details["text"].(string); strings.Contains(txt, "before_close") || strings.Contains(txt, "after_close") {
+				n++
+			}
+		}
+		return n == 2, nil
+	})
+}

@@ -18,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/config"
 	"github.com/jumpgate/jumpgate/forwarders"
 	"github.com/jumpgate/jumpgate/policy"
@@ -72,8 +71,7 @@ type Forwarder struct {
 
 	cache *stmtCache
 
-	queueOnce sync.Once
-	queue     *audit.Queue // sql.query events of every session, in group commits
+	audit forwarders.AuditQueue // sql.query events of every session, in group commits
 
 	mu       sync.Mutex
 	keys     map[string]cancelKey // bastion key → upstream key
@@ -125,46 +123,13 @@ func New(cfg Config) *Forwarder {
 		cfg.CatalogTTL = time.Minute
 	}
 	return &Forwarder{cfg: cfg, log: cfg.Logger.With("forwarder", "postgres"), keys: map[string]cancelKey{}, catalogs: map[string]*catalog{},
-		cache: newStmtCache(4096, 16<<20)}
-}
-
-// auditQueue returns the queue sessions hand their finished statements to,
-// started on first use.
-func (f *Forwarder) auditQueue() *audit.Queue {
-	f.queueOnce.Do(func() {
-		f.queue = audit.NewQueue(batchEmitter(f.cfg.Audit), f.cfg.AuditCommitInterval)
-	})
-	return f.queue
-}
-
-// batchEmitter appends with EmitBatch where a can, else one Emit per event.
-func batchEmitter(a Auditor) audit.BatchEmitter {
-	if b, ok := a.(audit.BatchEmitter); ok {
-		return b
-	}
-	return emitEach{a}
-}
-
-type emitEach struct{ a Auditor }
-
-func (e emitEach) EmitBatch(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
-	for i := range events {
-		ev, err := e.a.Emit(ctx, events[i])
-		if err != nil {
-			return events[:i], err
-		}
-		events[i] = ev
-	}
-	return events, nil
+		cache: newStmtCache(4096, 16<<20), audit: forwarders.AuditQueue{Audit: cfg.Audit, Interval: cfg.AuditCommitInterval}}
 }
 
 // Close writes the queued audit events and releases the catalog
 // connections. Sessions still running fail closed at their next statement.
 func (f *Forwarder) Close() {
-	f.queueOnce.Do(func() {}) // no queue is started after Close
-	if f.queue != nil {
-		f.queue.Close()
-	}
+	f.audit.Close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.catalogs {

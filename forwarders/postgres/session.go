@@ -1222,15 +1222,12 @@ func (ss *session) handOffAudit() {
 	if ss.auditBuf == nil {
 		ss.auditBuf = make([]auditRec, 0, min(2*len(b.recs), auditBatch))
 	}
-	q := ss.f.auditQueue()
-	if q == nil {
-		ss.auditFailed(audit.ErrQueueClosed)
-		return
-	}
+	ctx := context.WithoutCancel(ss.ctx)
 	ss.auditWG.Add(1)
-	if err := q.Put(context.WithoutCancel(ss.ctx), b); err != nil {
-		ss.auditWG.Done()
-		ss.auditFailed(err)
+	if q := ss.f.audit.Get(); q == nil || q.Put(ctx, b) != nil {
+		// The forwarder is closing (its queue is gone): write them here.
+		_, err := forwarders.BatchEmitter(ss.f.cfg.Audit).EmitBatch(ctx, b.Events(nil))
+		b.Done(err)
 	}
 }
 

@@ -47,6 +47,16 @@ func (c *countingSink) EmitBatch(ctx context.Context, events []Event) ([]Event, 
 	return c.BatchEmitter.EmitBatch(ctx, events)
 }
 
+// testStore is a fresh bbolt store closed when the test ends.
+func testStore(t *testing.T) *boltstore.Store {
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // waitTaken waits until the writer has taken every queued batch.
 func waitTaken(q *Queue) {
 	for q.pendingLen() != 0 {
@@ -59,11 +69,7 @@ func waitTaken(q *Queue) {
 // learns it is durable, the chain verifies, and each producer's events
 // are in the order it put them.
 func TestQueueGroupCommitKeepsEachProducersOrder(t *testing.T) {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	sink := &countingSink{BatchEmitter: New(s, nil, nil)}
 	q := NewQueue(sink, 5*time.Millisecond)
 	const producers, batches, per = 8, 200, 3
@@ -115,11 +121,7 @@ func TestQueueGroupCommitKeepsEachProducersOrder(t *testing.T) {
 // TestQueueFailedCommitTellsEveryBatch: a commit that fails reaches the
 // Done of every batch it held; the next commit is tried afresh.
 func TestQueueFailedCommitTellsEveryBatch(t *testing.T) {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	sink := &countingSink{BatchEmitter: New(s, nil, nil), block: make(chan struct{})}
 	q := NewQueue(sink, time.Millisecond)
 	defer q.Close()
@@ -165,11 +167,7 @@ func TestQueueFailedCommitTellsEveryBatch(t *testing.T) {
 // TestQueueCloseAndBackpressure: Close writes what is queued; Put after
 // Close is refused; a full queue blocks Put until its context ends.
 func TestQueueCloseAndBackpressure(t *testing.T) {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	sink := &countingSink{BatchEmitter: New(s, nil, nil), block: make(chan struct{})}
 	q := NewQueue(sink, time.Hour)
 	var queued []*testBatch

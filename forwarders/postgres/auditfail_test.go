@@ -1,10 +1,13 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -41,9 +44,11 @@ func (f *failingAudit) EmitBatch(ctx context.Context, events []audit.Event) ([]a
 // stay in a chain that verifies.
 func TestAuditFailureClosesSessions(t *testing.T) {
 	var fa *failingAudit
+	logs := &logBuffer{}
 	e := newEnv(t, []string{"dba"}, func(_ *config.Target, c *Config) {
 		fa = &failingAudit{Log: c.Audit.(*audit.Log)}
 		c.Audit = fa
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
 	ctx := context.Background()
 	host, port, _ := strings.Cut(e.addr, ":")
@@ -87,6 +92,10 @@ func TestAuditFailureClosesSessions(t *testing.T) {
 		t.Fatalf("a statement after the failure changed data: %q", out)
 	}
 
+	// The statements whose events were lost are in the server log.
+	if out := logs.String(); !strings.Contains(out, "audit event lost") || !strings.Contains(out, "INSERT INTO orders") {
+		t.Errorf("server log does not name the lost statements:\n%s", out)
+	}
 	fa.fail.Store(false)
 	if n, err := audit.Verify(ctx, e.store); err != nil || n < 2 {
 		t.Fatalf("chain after the failure: %d events, %v", n, err)
@@ -121,4 +130,22 @@ func TestStatementsAfterCloseAreAudited(t *testing.T) {
 		}
 		return n == 2, nil
 	})
+}
+
+// logBuffer is a log sink safe for concurrent writers.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *logBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *logBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

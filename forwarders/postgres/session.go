@@ -1176,6 +1176,12 @@ func (b *sqlBatch) Events(dst []audit.Event) []audit.Event {
 func (b *sqlBatch) Done(err error) {
 	ss := b.ss
 	if err != nil {
+		// The statements ran; their events are not in the chain. The
+		// server log keeps what they were.
+		for _, rec := range b.recs {
+			e := ss.event(rec)
+			ss.log.Error("audit event lost", "type", e.Type, "details", e.Details, "err", err)
+		}
 		ss.auditFailed(err)
 	}
 	clear(b.recs)

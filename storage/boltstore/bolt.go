@@ -340,13 +340,14 @@ func (s *Store) AppendAudit(ctx context.Context, build storage.AuditBuilder) (st
 	return rec, nil
 }
 
-// AppendAuditBatch appends a record per builder in one transaction (bbolt
-// may still group it with other writers' into one commit).
+// AppendAuditBatch appends a record per builder in one transaction. Its
+// callers have gathered the batch already (audit.Queue), so it commits at
+// once rather than waiting out bbolt's batch window for more writers.
 func (s *Store) AppendAuditBatch(ctx context.Context, builds []storage.AuditBuilder) ([]storage.AuditRecord, error) {
 	var recs []storage.AuditRecord
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		recs, err = appendAudits(tx, builds, recs[:0]) // bbolt may run a batched function again alone
+		recs, err = appendAudits(tx, builds, nil)
 		return err
 	})
 	if err != nil {

@@ -1,13 +1,11 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/jumpgate/jumpgate/audit"
 	"github.com/jumpgate/jumpgate/config"
+	"github.com/jumpgate/jumpgate/test/harness"
 )
 
 // failingAudit is the real audit log until fail is set; then every write
@@ -44,7 +43,7 @@ func (f *failingAudit) EmitBatch(ctx context.Context, events []audit.Event) ([]a
 // stay in a chain that verifies.
 func TestAuditFailureClosesSessions(t *testing.T) {
 	var fa *failingAudit
-	logs := &logBuffer{}
+	logs := &harness.SyncBuffer{}
 	e := newEnv(t, []string{"dba"}, func(_ *config.Target, c *Config) {
 		fa = &failingAudit{Log: c.Audit.(*audit.Log)}
 		c.Audit = fa
@@ -130,22 +129,4 @@ func TestStatementsAfterCloseAreAudited(t *testing.T) {
 		}
 		return n == 2, nil
 	})
-}
-
-// logBuffer is a log sink safe for concurrent writers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *logBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -205,7 +205,7 @@ func builder(e *Event) storage.AuditBuilder {
 // hash, with `,"hash":"<hex>"` inserted before the closing brace, so a line
 // can be verified from its own bytes.
 func Seal(e *Event) ([]byte, string, error) {
-	line, err := appendUnhashed(make([]byte, 0, 512), e)
+	line, err := appendUnhashed(make([]byte, 0, 1024), e) // room for the hash: one allocation
 	if err != nil {
 		return nil, "", fmt.Errorf("audit: encode: %w", err)
 	}

@@ -48,7 +48,7 @@ func (c *countingSink) EmitBatch(ctx context.Context, events []Event) ([]Event, 
 }
 
 // testStore is a fresh bbolt store closed when the test ends.
-func testStore(t *testing.T) *boltstore.Store {
+func testStore(t testing.TB) *boltstore.Store {
 	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,11 @@ var ErrQueueClosed = errors.New("audit: queue closed")
 // commits.
 const DefaultCommitInterval = 10 * time.Millisecond
 
+// commitTimeout bounds one commit: a store that hangs (a PostgreSQL that
+// stopped answering) fails the batches, which closes their sessions, rather
+// than stalling every producer.
+const commitTimeout = 30 * time.Second
+
 // maxQueued bounds the batches waiting for a commit; Put blocks beyond it,
 // so a store that stalls slows producers down rather than filling memory.
 const maxQueued = 8192
@@ -40,6 +45,7 @@ const maxQueued = 8192
 type Queue struct {
 	sink     BatchEmitter
 	interval time.Duration
+	timeout  time.Duration // of one commit
 
 	mu      sync.Mutex
 	pending []Batch
@@ -53,10 +59,14 @@ type Queue struct {
 // NewQueue starts a queue over sink; interval 0 means
 // DefaultCommitInterval. Close stops it.
 func NewQueue(sink BatchEmitter, interval time.Duration) *Queue {
+	return newQueue(sink, interval, commitTimeout)
+}
+
+func newQueue(sink BatchEmitter, interval, timeout time.Duration) *Queue {
 	if interval <= 0 {
 		interval = DefaultCommitInterval
 	}
-	q := &Queue{sink: sink, interval: interval, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	q := &Queue{sink: sink, interval: interval, timeout: timeout, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	q.space = sync.NewCond(&q.mu)
 	q.wg.Add(1)
 	go func() {
@@ -144,7 +154,9 @@ func (q *Queue) run() {
 		}
 		var err error
 		if len(events) > 0 {
-			_, err = q.sink.EmitBatch(ctx, events)
+			cctx, cancel := context.WithTimeout(ctx, q.timeout)
+			_, err = q.sink.EmitBatch(cctx, events)
+			cancel()
 		}
 		for _, b := range taken {
 			b.Done(err)

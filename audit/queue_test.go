@@ -204,3 +204,27 @@ func TestQueueCloseAndBackpressure(t *testing.T) {
 		t.Fatalf("Verify = %d, %v", n, err)
 	}
 }
+
+// hangingSink never answers until the commit's context ends, as a
+// PostgreSQL that stopped responding.
+type hangingSink struct{}
+
+func (hangingSink) EmitBatch(ctx context.Context, events []Event) ([]Event, error) {
+	<-ctx.Done()
+	return nil, fmt.Errorf("%w: %w", ErrWrite, ctx.Err())
+}
+
+// TestQueueCommitTimeout: a store that hangs fails the commit after the
+// commit timeout; the batches learn it (their sessions close) instead of
+// every producer stalling.
+func TestQueueCommitTimeout(t *testing.T) {
+	q := newQueue(hangingSink{}, time.Millisecond, 50*time.Millisecond)
+	defer q.Close()
+	b := &testBatch{n: 1, done: make(chan error, 1)}
+	if err := q.Put(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-b.done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Done(%v), want the commit's deadline", err)
+	}
+}

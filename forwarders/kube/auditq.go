@@ -103,12 +103,11 @@ func (q *auditQueue) write(e audit.Event) {
 // fail marks the connection failed on its first failed write.
 func (q *auditQueue) fail(e audit.Event, err error) {
 	err = fmt.Errorf("%w: %w", ErrAuditFailed, err)
-	if q.failed.CompareAndSwap(nil, &err) {
-		q.log.Error("audit write failed; closing the connection", "type", e.Type, "err", err)
-		q.onFail(err)
-		return
-	}
 	q.lost(e, err)
+	if q.failed.CompareAndSwap(nil, &err) {
+		q.log.Error("audit write failed; closing the connection", "err", err)
+		q.onFail(err)
+	}
 }
 
 func (q *auditQueue) lost(e audit.Event, err error) {

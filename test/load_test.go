@@ -44,6 +44,74 @@ func rssBytes(t *testing.T, pid int) int64 {
 	return 0
 }
 
+// floodConn is what became of one connection of sshFlood.
+type floodConn struct {
+	banner bool  // the server started the SSH protocol
+	err    error // how the connection ended (on ends only)
+}
+
+// sshFlood opens n TCP connections to addr that never start the SSH
+// handshake and watches each: banners gets one value per connection when
+// the server sends its banner or drops it, ends one when the server closes
+// it. The connections are closed when the test ends.
+func sshFlood(t *testing.T, d *net.Dialer, addr string, n int) (banners, ends <-chan floodConn) {
+	bc, ec := make(chan floodConn, n), make(chan floodConn, n)
+	var wg sync.WaitGroup
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	})
+	for i := 0; i < n; i++ {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := bufio.NewReader(c)
+			line, err := r.ReadString('\n')
+			o := floodConn{banner: strings.HasPrefix(line, "SSH-2.0-")}
+			bc <- o
+			if err == nil {
+				_, err = io.Copy(io.Discard, r) // until the server closes it
+			}
+			o.err = err
+			ec <- o
+		}()
+	}
+	return bc, ec
+}
+
+// floodCount tallies the floodConns of one sshFlood channel.
+type floodCount struct {
+	ch              <-chan floodConn
+	dropped, served int
+}
+
+// until returns a WaitFor condition: take what has arrived, then cond.
+func (f *floodCount) until(cond func() bool) func() bool {
+	return func() bool {
+		for {
+			select {
+			case o := <-f.ch:
+				if o.banner {
+					f.served++
+				} else {
+					f.dropped++
+				}
+				continue
+			default:
+			}
+			return cond()
+		}
+	}
+}
+
 // TestHandshakeFlood opens many TCP connections to the bastion that never
 // start the SSH handshake, beyond bastion.max_startups: those beyond the
 // limit are closed at once (no SSH banner), an established user's session
@@ -58,63 +126,16 @@ func TestHandshakeFlood(t *testing.T) {
 	term := harness.StartTerminal(t, "ssh", env.alice.SSHArgs("root", "web-1", "-tt")...)
 	harness.WaitFor(t, 30*time.Second, "a shell prompt", term.Seen("#"))
 
-	type outcome struct {
-		banner bool  // the server started the SSH protocol
-		err    error // how the connection ended
-	}
-	results := make(chan outcome, flood)
-	var wg sync.WaitGroup
-	conns := make([]net.Conn, 0, flood)
-	for i := 0; i < flood; i++ {
-		c, err := net.Dial("tcp", env.srv.SSHAddr)
-		if err != nil {
-			t.Fatalf("dial %d: %v", i, err)
-		}
-		conns = append(conns, c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := bufio.NewReader(c)
-			line, err := r.ReadString('\n')
-			o := outcome{banner: strings.HasPrefix(line, "SSH-2.0-")}
-			if err == nil {
-				_, err = io.Copy(io.Discard, r) // until the server closes it
-			}
-			o.err = err
-			results <- o
-		}()
-	}
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-		wg.Wait()
-	})
+	_, results := sshFlood(t, &net.Dialer{}, env.srv.SSHAddr, flood)
 	// Dropped connections end at once, without a banner; served ones get
 	// the banner and are closed by login_grace_time.
-	dropped, served := 0, 0
-	collect := func(until func() bool) func() bool {
-		return func() bool {
-			for {
-				select {
-				case o := <-results:
-					if o.banner {
-						served++
-					} else {
-						dropped++
-					}
-					continue
-				default:
-				}
-				return until()
-			}
-		}
-	}
-	harness.WaitFor(t, 30*time.Second, "the connections beyond max_startups to be dropped", collect(func() bool { return dropped >= flood-maxStartups }))
+	fc := &floodCount{ch: results}
+	harness.WaitFor(t, 30*time.Second, "the connections beyond max_startups to be dropped", fc.until(func() bool { return fc.dropped >= flood-maxStartups }))
 	// Established users are not affected.
 	term.Type("echo during-flood-$((3*3))\r")
 	harness.WaitFor(t, 30*time.Second, "the established session to answer", term.Seen("during-flood-9"))
-	harness.WaitFor(t, 60*time.Second, "login_grace_time to close the idle connections", collect(func() bool { return dropped+served == flood }))
+	harness.WaitFor(t, 60*time.Second, "login_grace_time to close the idle connections", fc.until(func() bool { return fc.dropped+fc.served == flood }))
+	dropped, served := fc.dropped, fc.served
 	if served > maxStartups || dropped < flood-maxStartups {
 		t.Fatalf("%d connections served, %d dropped; max_startups %d", served, dropped, maxStartups)
 	}
@@ -139,44 +160,19 @@ func TestHandshakeFloodFromOneAddress(t *testing.T) {
 	}
 	const perSource, flood = 5, 30
 	env := startBastionEnvWith(t, "max_startups: 30, per_source_max_startups: 5, login_grace_time: 60s")
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	var wg sync.WaitGroup
-	var dropped, served atomic.Int64
-	conns := make([]net.Conn, 0, flood)
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-		wg.Wait()
-	})
-	for i := 0; i < flood; i++ {
-		c, err := d.Dial("tcp", env.srv.SSHAddr)
-		if err != nil {
-			t.Fatalf("dial %d from 127.0.0.2: %v", i, err)
-		}
-		conns = append(conns, c)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			if strings.HasPrefix(line, "SSH-2.0-") {
-				served.Add(1) // then held open until the test ends
-			} else {
-				dropped.Add(1)
-			}
-		}()
-	}
-	harness.WaitFor(t, 30*time.Second, "the connections beyond the per-address limit to be dropped", func() bool {
-		return dropped.Load() >= flood-perSource && served.Load() == perSource
-	})
+	banners, _ := sshFlood(t, &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}, env.srv.SSHAddr, flood)
+	fc := &floodCount{ch: banners} // served ones are then held open until the test ends
+	harness.WaitFor(t, 30*time.Second, "the connections beyond the per-address limit to be dropped", fc.until(func() bool {
+		return fc.dropped >= flood-perSource && fc.served == perSource
+	}))
 	// The flood holds its slots (login_grace_time is a minute); another
 	// address logs in meanwhile.
 	ctx := ctxT(t, 60*time.Second)
 	if out, err := env.dave.SSH(ctx, "root", "web-1", "echo beside-flood"); err != nil || !strings.Contains(out, "beside-flood") {
 		t.Fatalf("login from another address during the flood: %v %q", err, out)
 	}
-	if n := dropped.Load(); n != flood-perSource {
-		t.Fatalf("%d dropped, want %d", n, flood-perSource)
+	if fc.until(func() bool { return true })(); fc.dropped != flood-perSource {
+		t.Fatalf("%d dropped, want %d", fc.dropped, flood-perSource)
 	}
 	if !strings.Contains(env.srv.Proc.Out.String(), "too many unauthenticated connections from one address") {
 		t.Fatal("the drops were not logged")

@@ -3,20 +3,14 @@ package audit
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/jumpgate/jumpgate/storage"
-	"github.com/jumpgate/jumpgate/storage/boltstore"
 )
 
 func TestChainConcurrentAndVerify(t *testing.T) {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	l := New(s, nil, nil)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -45,11 +39,7 @@ func TestChainConcurrentAndVerify(t *testing.T) {
 // TestEmitBatchInterleaved: batches and single events from several
 // goroutines make one chain; a batch's events are consecutive and in order.
 func TestEmitBatchInterleaved(t *testing.T) {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	l := New(s, nil, nil)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -101,11 +91,7 @@ func (t tamperStore) AuditRange(ctx context.Context, from uint64, limit int) ([]
 }
 
 func TestVerifyDetectsTampering(t *testing.T) {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := testStore(t)
 	l := New(s, nil, nil)
 	for i := 0; i < 5; i++ {
 		if _, err := l.Emit(context.Background(), Event{Type: Exec, User: "bob", Details: map[string]any{"command": "ls"}}); err != nil {

@@ -288,41 +288,36 @@ func (q *Queue) List(ctx context.Context) ([]storage.Request, error) {
 
 // Grants returns user's approved access windows that are open now.
 func (q *Queue) Grants(ctx context.Context, user string) ([]policy.Grant, error) {
-	rs, err := q.Store.Requests(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("approvals: %w", err)
-	}
-	now := q.now()
+	rs, err := q.approvedAccess(ctx, func(r storage.Request, now time.Time) bool {
+		return r.User == user && now.Before(r.AccessUntil)
+	})
 	var out []policy.Grant
 	for _, r := range rs {
-		if r.Kind == storage.KindAccess && r.User == user && r.Status == storage.StatusApproved && now.Before(r.AccessUntil) {
-			out = append(out, policy.Grant{Target: r.Target, Until: r.AccessUntil})
-		}
+		out = append(out, policy.Grant{Target: r.Target, Until: r.AccessUntil})
 	}
-	return out, nil
+	return out, err
 }
 
 // Ended returns approved access requests whose window has passed and that
 // have not been closed out yet.
 func (q *Queue) Ended(ctx context.Context) ([]storage.Request, error) {
-	rs, err := q.Store.Requests(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("approvals: %w", err)
-	}
-	now := q.now()
-	var out []storage.Request
-	for _, r := range rs {
-		if r.Kind == storage.KindAccess && r.Status == storage.StatusApproved && !now.Before(r.AccessUntil) && r.ClosedAt.IsZero() {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return q.approvedAccess(ctx, func(r storage.Request, now time.Time) bool {
+		return !now.Before(r.AccessUntil) && r.ClosedAt.IsZero()
+	})
 }
 
 // Lapsed returns approved access requests whose window ended within the
 // last `within`, closed out or not: every replica ends its own sessions
 // under them, while one replica closes each out (ClaimClose).
 func (q *Queue) Lapsed(ctx context.Context, within time.Duration) ([]storage.Request, error) {
+	return q.approvedAccess(ctx, func(r storage.Request, now time.Time) bool {
+		return !now.Before(r.AccessUntil) && now.Sub(r.AccessUntil) <= within
+	})
+}
+
+// approvedAccess returns the approved access requests keep accepts at the
+// queue's now.
+func (q *Queue) approvedAccess(ctx context.Context, keep func(r storage.Request, now time.Time) bool) ([]storage.Request, error) {
 	rs, err := q.Store.Requests(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("approvals: %w", err)
@@ -330,7 +325,7 @@ func (q *Queue) Lapsed(ctx context.Context, within time.Duration) ([]storage.Req
 	now := q.now()
 	var out []storage.Request
 	for _, r := range rs {
-		if r.Kind == storage.KindAccess && r.Status == storage.StatusApproved && !now.Before(r.AccessUntil) && now.Sub(r.AccessUntil) <= within {
+		if r.Kind == storage.KindAccess && r.Status == storage.StatusApproved && keep(r, now) {
 			out = append(out, r)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -27,12 +26,6 @@ import (
 // fakekubelet dials the pod's ports on 127.0.0.1) and leaves a
 // forward.end event with its byte counts.
 func TestKubectlAttachAndPortForwardThroughBastion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real kube-apiserver")
-	}
-	if _, err := os.Stat(kubetest.KubectlPath()); err != nil {
-		t.Skip("kubectl not installed")
-	}
 	k := startPodThroughBastion(t)
 	srv, kubectl, kargs, home := k.srv, k.run, k.args, k.home
 	events := func(t *testing.T, typ string) []audit.Event {

@@ -34,12 +34,6 @@ auditors: [{groups: [security]}]
 // is refused with a readable message, and the exec is recorded (stdin and
 // stdout) and exported and replayed by the jumpgate CLI.
 func TestKubectlExecThroughBastion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real kube-apiserver")
-	}
-	if _, err := os.Stat(kubetest.KubectlPath()); err != nil {
-		t.Skip("kubectl not installed")
-	}
 	k := startPodThroughBastion(t)
 	srv, kubectl := k.srv, k.run
 
@@ -194,6 +188,12 @@ type podKubectl struct {
 // pod box and a bastion whose policy is kubeExecPolicy.
 func startPodThroughBastion(t *testing.T) podKubectl {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a real kube-apiserver")
+	}
+	if _, err := os.Stat(kubetest.KubectlPath()); err != nil {
+		t.Skip("kubectl not installed")
+	}
 	c := kubetest.Start(t)
 	c.StartKubelet(t)
 	c.RunPod(t, "default", "box")

@@ -134,7 +134,8 @@ func containerID(r *http.Request) string {
 	return r.PathValue("namespace") + "/" + r.PathValue("pod") + "/" + r.PathValue("container")
 }
 
-// serveCRI serves the one-time streaming URL in process.
+// serveCRI serves the one-time streaming URL in process, or the error of
+// the request for it.
 func (k *kubelet) serveCRI(w http.ResponseWriter, r *http.Request, rawURL string, err error) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -162,11 +163,7 @@ func (k *kubelet) exec(w http.ResponseWriter, r *http.Request) {
 		Stdout:      flagSet(r, "output"),
 		Stderr:      flagSet(r, "error"),
 	})
-	if err != nil {
-		k.serveCRI(w, r, "", err)
-		return
-	}
-	k.serveCRI(w, r, resp.Url, nil)
+	k.serveCRI(w, r, resp.GetUrl(), err)
 }
 
 func (k *kubelet) attach(w http.ResponseWriter, r *http.Request) {
@@ -177,20 +174,12 @@ func (k *kubelet) attach(w http.ResponseWriter, r *http.Request) {
 		Stdout:      flagSet(r, "output"),
 		Stderr:      flagSet(r, "error"),
 	})
-	if err != nil {
-		k.serveCRI(w, r, "", err)
-		return
-	}
-	k.serveCRI(w, r, resp.Url, nil)
+	k.serveCRI(w, r, resp.GetUrl(), err)
 }
 
 func (k *kubelet) portForward(w http.ResponseWriter, r *http.Request) {
 	resp, err := k.cri.GetPortForward(&runtimeapi.PortForwardRequest{PodSandboxId: r.PathValue("namespace") + "/" + r.PathValue("pod")})
-	if err != nil {
-		k.serveCRI(w, r, "", err)
-		return
-	}
-	k.serveCRI(w, r, resp.Url, nil)
+	k.serveCRI(w, r, resp.GetUrl(), err)
 }
 
 // localRuntime is the stand-in container runtime: commands run as local

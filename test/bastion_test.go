@@ -96,6 +96,22 @@ func startBastionEnvWith(t *testing.T, bastionExtra string, extraConfig ...strin
 	return &bastionEnv{srv: srv, alice: srv.Login(t, "alice"), dave: srv.Login(t, "dave"), keys: keys, idp: idp, target: sshd.Addr, sshdPID: sshd.PID}
 }
 
+// sshTunnel runs `ssh -N -L PORT:remote jumpgate` with sshConfig for
+// lport (127.0.0.1:PORT), as a user reaches a database or a cluster, and
+// waits until the tunnel accepts connections. It is stopped with the test.
+func sshTunnel(t *testing.T, sshConfig, lport, remote string) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(lport)
+	harness.Start(t, nil, "ssh", "-F", sshConfig, "-N", "-o", "ExitOnForwardFailure=yes", "-L", port+":"+remote, "jumpgate")
+	harness.WaitFor(t, 30*time.Second, "the tunnel to "+remote, func() bool {
+		c, err := net.DialTimeout("tcp", lport, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

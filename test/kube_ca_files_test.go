@@ -71,14 +71,7 @@ func TestKubeCAFromFilesAcrossServers(t *testing.T) {
 		t.Fatalf("kube-config from a: %v %s", err, out)
 	}
 	aliceB := b.Login(t, "alice")
-	harness.Start(t, nil, "ssh", "-F", aliceB.SSHConfig, "-N", "-o", "ExitOnForwardFailure=yes", "-L", port+":prod-k8s:443", "jumpgate")
-	harness.WaitFor(t, 30*time.Second, "the tunnel through b", func() bool {
-		c, err := net.DialTimeout("tcp", lport, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	sshTunnel(t, aliceB.SSHConfig, lport, "prod-k8s:443")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, kubetest.KubectlPath(), "--kubeconfig", kc, "--context", "jumpgate-prod-k8s", "get", "namespace", "default", "-o", "name")

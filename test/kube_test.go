@@ -98,13 +98,6 @@ func kubeThroughBastion(t *testing.T, c *kubetest.Cluster, policy string) (*harn
 	if err != nil || !strings.Contains(out, "ssh -L "+port+":prod-k8s:443") {
 		t.Fatalf("kube-config: %v %s", err, out)
 	}
-	harness.Start(t, nil, "ssh", "-F", alice.SSHConfig, "-N", "-o", "ExitOnForwardFailure=yes", "-L", port+":prod-k8s:443", "jumpgate")
-	harness.WaitFor(t, 30*time.Second, "the tunnel", func() bool {
-		c, err := net.DialTimeout("tcp", lport, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	sshTunnel(t, alice.SSHConfig, lport, "prod-k8s:443")
 	return srv, kc
 }

@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,15 +47,7 @@ func TestPostgresThroughBastion(t *testing.T) {
 	}}})
 	bob := srv.Login(t, "bob") // dba
 	lport := harness.FreePort(t)
-	_, port, _ := net.SplitHostPort(lport)
-	harness.Start(t, nil, "ssh", "-F", bob.SSHConfig, "-N", "-o", "ExitOnForwardFailure=yes", "-L", port+":orders-db:5432", "jumpgate")
-	harness.WaitFor(t, 30*time.Second, "the tunnel", func() bool {
-		c, err := net.DialTimeout("tcp", lport, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	sshTunnel(t, bob.SSHConfig, lport, "orders-db:5432")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	psql := func(sql string) pgtest.Result {

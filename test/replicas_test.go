@@ -25,6 +25,17 @@ import (
 	"github.com/jumpgate/jumpgate/testutil/pgtest"
 )
 
+// storageDatabase starts a PostgreSQL with an empty database for
+// `storage: postgres://…` and returns the server and that URL.
+func storageDatabase(t *testing.T) (*pgtest.Server, string) {
+	t.Helper()
+	pg := pgtest.Start(t, pgtest.Options{})
+	if _, err := pg.SuperSQL("postgres", "CREATE DATABASE jumpgate OWNER "+pgtest.ScramUser); err != nil {
+		t.Fatal(err)
+	}
+	return pg, fmt.Sprintf("postgres://%s:%s@%s/jumpgate?sslmode=disable", pgtest.ScramUser, pgtest.ScramPassword, pg.Addr)
+}
+
 // TestReplicasOnPostgres: three jumpgate servers start at once on one
 // PostgreSQL (racing to migrate it) and prove, with real ssh clients, every
 // point of running as replicas: a certificate from A works at B and C; the
@@ -40,11 +51,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	pg := pgtest.Start(t, pgtest.Options{})
-	if _, err := pg.SuperSQL("postgres", "CREATE DATABASE jumpgate OWNER "+pgtest.ScramUser); err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("postgres://%s:%s@%s/jumpgate?sslmode=disable", pgtest.ScramUser, pgtest.ScramPassword, pg.Addr)
+	pg, url := storageDatabase(t)
 	keys := harness.NewCAKeys(t)
 	sshd := keys.StartCertSSHD(t, []string{"web-1", "prod-1"})
 	idp := harness.StartIdP(t)
@@ -350,11 +357,7 @@ func TestRecordingChunksFailClosed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	pg := pgtest.Start(t, pgtest.Options{})
-	if _, err := pg.SuperSQL("postgres", "CREATE DATABASE jumpgate OWNER "+pgtest.ScramUser); err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("postgres://%s:%s@%s/jumpgate?sslmode=disable", pgtest.ScramUser, pgtest.ScramPassword, pg.Addr)
+	pg, url := storageDatabase(t)
 	keys := harness.NewCAKeys(t)
 	sshd := keys.StartCertSSHD(t, []string{"web-1"})
 	srv := harness.StartServer(t, harness.ServerOptions{IdP: harness.StartIdP(t), Policy: bastionPolicy,

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,28 +39,6 @@ requests: {approvers: [{groups: [sre-leads]}], max_duration: 4h}
 auditors: [{groups: [security]}]
 admins: [{groups: [sre-leads]}]
 `
-
-// childrenOf counts the processes whose parent is pid.
-func childrenOf(pid int) int {
-	n := 0
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			n++
-		}
-	}
-	return n
-}
 
 type bastionEnv struct {
 	srv     *harness.Server
@@ -152,7 +129,7 @@ func TestBastionEndToEnd(t *testing.T) {
 				t.Fatalf("ssh: %v %s", err, out)
 			}
 		}
-		harness.WaitFor(t, 15*time.Second, "the target's session processes to go away", func() bool { return childrenOf(env.sshdPID) == 0 })
+		harness.WaitFor(t, 15*time.Second, "the target's session processes to go away", func() bool { return len(childPIDs(env.sshdPID)) == 0 })
 	})
 
 	t.Run("stdin EOF and large output pass through", func(t *testing.T) {

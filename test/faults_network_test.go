@@ -28,6 +28,7 @@ func childPIDs(pid int) []int {
 		if err != nil {
 			continue
 		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
 		i := strings.LastIndexByte(string(b), ')')
 		if i < 0 {
 			continue

@@ -25,11 +25,7 @@ func TestBoltToPostgres(t *testing.T) {
 		t.Skip("starts PostgreSQL")
 	}
 	ctx := context.Background()
-	src, err := boltstore.Open(filepath.Join(t.TempDir(), "j.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := boltSource(t)
 	log := audit.New(src, nil, nil)
 	var last uint64
 	for i := 0; i < 30; i++ {
@@ -85,11 +81,7 @@ func TestCopyRecordings(t *testing.T) {
 		t.Skip("starts PostgreSQL")
 	}
 	ctx := context.Background()
-	src, err := boltstore.Open(filepath.Join(t.TempDir(), "j.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := boltSource(t)
 	dir := recordings.Dir{Path: t.TempDir()}
 	big := bytes.Repeat([]byte(`[0.5, "o", "x"]`+"\n"), recordings.ImportChunkSize/8)
 	files := map[string][]byte{"2026-01-01/a.cast": []byte(`{"version": 2, "width": 80, "height": 24}` + "\n"), "2026-01-01/b.cast": big}
@@ -127,4 +119,15 @@ func TestCopyRecordings(t *testing.T) {
 			t.Fatalf("%s in PostgreSQL: %s %d %v, file %s %d (%d bytes)", name, sum, size, err, wantSum, wantSize, len(want))
 		}
 	}
+}
+
+// boltSource is an empty bbolt store to migrate from, closed with the test.
+func boltSource(t *testing.T) *boltstore.Store {
+	t.Helper()
+	src, err := boltstore.Open(filepath.Join(t.TempDir(), "j.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
 }
